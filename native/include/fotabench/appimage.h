@@ -1,0 +1,66 @@
+/* fotabench C core: OpenCPU app images (MediaTek GFH FILE_INFO header + code).
+ *
+ * Layout: opencpu-fota.md §6. The header carries no version or checksum; what a
+ * flasher and the FOTA path check is the magic, the id, the length field against the
+ * file size, and (for us) the load address and size against the module's app region. */
+#ifndef FOTABENCH_APPIMAGE_H
+#define FOTABENCH_APPIMAGE_H
+
+#include <stdint.h>
+
+#include "fotabench/error.h"
+#include "fotabench/model.h"
+#include "fotabench/report.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FB_GFH_SIZE 64u
+
+typedef struct fb_app_info {
+    uint8_t magic[3];
+    uint8_t gfh_version;
+    uint16_t gfh_size;
+    uint16_t gfh_type;
+    char id[13];           /* NUL-terminated copy of the 12-byte id field */
+    uint32_t file_ver;
+    uint16_t file_type;
+    uint8_t flash_dev;
+    uint8_t sig_type;
+    uint32_t load_address;
+    uint32_t file_length;  /* the header's length field (header included) */
+    uint32_t max_size;
+    uint32_t content_offset;
+    uint32_t sig_len;
+    uint32_t jump_offset;
+    uint32_t attr;
+    uint64_t image_size;   /* bytes actually present */
+    const fb_model *model; /* the model the image was checked against, or NULL */
+} fb_app_info;
+
+/* The 64-byte header a Quectel GFH generator writes for an app of file_length bytes
+ * (header included) loaded at load_address. */
+void fb_app_image_header(uint8_t out[FB_GFH_SIZE], uint32_t load_address, uint32_t file_length);
+
+/* Check a header (hdr_len bytes of it available, normally 64) of an image that is
+ * image_size bytes long. model NULL = auto: the load address must be a known
+ * model's. Every check lands in report (may be NULL); info (may be NULL) gets the
+ * decoded fields. Returns FB_OK or the first failed check's status, with err set. */
+fb_status fb_app_image_check(const uint8_t *hdr, size_t hdr_len, uint64_t image_size,
+                             const fb_model *model, fb_app_info *info, fb_report *report,
+                             fb_error *err);
+
+/* fb_app_image_check on a file. FB_ERR_IO when it cannot be read. */
+fb_status fb_app_image_inspect(const char *path, const fb_model *model, fb_app_info *info,
+                               fb_report *report, fb_error *err);
+
+/* Prepend a correct header to a raw application binary: what Quectel's Windows-only
+ * GFH generator does. The output appears only when complete. */
+fb_status fb_app_image_wrap(const char *raw_path, const fb_model *model, const char *out_path,
+                            fb_app_info *info, fb_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

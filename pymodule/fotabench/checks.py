@@ -1,0 +1,21 @@
+"""Named checks, as the C core reports them for images and packages."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Check(NamedTuple):
+    """One check: ``name`` (stable id), ``ok``, ``code`` (the error a failure maps
+    to, e.g. ``'FB_ERR_CHECKSUM'``; ``'FB_OK'`` when passed) and ``detail``."""
+
+    name: str
+    ok: bool
+    code: str
+    detail: str
+
+    def to_dict(self) -> dict:
+        return self._asdict()
+
+
+def to_checks(raw) -> tuple[Check, ...]:
+    return tuple(Check(*c) for c in raw)

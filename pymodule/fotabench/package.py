@@ -1,0 +1,125 @@
+"""OpenCPU FOTA upgrade packages: header + app image + padding + MD5."""
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import _core
+from .checks import Check, to_checks
+from .image import Model, _model_arg
+
+
+class Special(enum.IntFlag):
+    """The package's special option (what the core does after the upgrade)."""
+
+    NONE = 0
+    CLEAR_NVRAM = 1
+    FORMAT_FS = 2
+
+    @classmethod
+    def parse(cls, value: "str | int | Special") -> "Special":
+        """Accepts a Special, an int, or 'none' / 'clear-nvram' / 'format-fs'."""
+        if isinstance(value, str):
+            names = {"none": cls.NONE, "clear-nvram": cls.CLEAR_NVRAM,
+                     "format-fs": cls.FORMAT_FS}
+            try:
+                return names[value.lower()]
+            except KeyError:
+                raise _core.ArgumentError(
+                    f"unknown special option {value!r}: use none, clear-nvram or format-fs"
+                ) from None
+        return cls(int(value))
+
+
+IMAGE_TYPES = {"app": 0, "core": 1, "core-delta": 2}
+
+
+@dataclass(frozen=True)
+class Package:
+    """A FOTA package file and everything checked about it.
+
+    ``md5`` is the digest stored in the trailer (hex); ``app`` the embedded app
+    image's header fields; ``checks`` every check that ran.
+    """
+
+    path: Path
+    size: int
+    payload_length: int
+    special: Special
+    md5: str | None
+    model: str | None
+    fields: dict[str, Any] = field(repr=False)
+    checks: tuple[Check, ...] = field(repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.ok)
+
+    @property
+    def app(self) -> dict[str, Any] | None:
+        return self.fields["app"]
+
+    @classmethod
+    def _from(cls, path, fields, checks) -> "Package":
+        app = fields["app"]
+        special = fields["special"]
+        return cls(
+            path=Path(path),
+            size=fields["file_size"],
+            payload_length=fields["payload_length"],
+            special=Special(special) if (special & ~3) == 0 else special,
+            md5=fields["md5"],
+            model=app["model"] if app else None,
+            fields=fields,
+            checks=to_checks(checks),
+        )
+
+    @classmethod
+    def build(cls, app: str | os.PathLike, out: str | os.PathLike,
+              model: str | Model | None = "auto", special: "str | int | Special" = "none",
+              image_type: str = "app") -> "Package":
+        """Package an app image. The image is checked first (against ``model``, or the
+        model its load address names); the package is written to a temporary file,
+        verified, then renamed to ``out``, so a failure never leaves a partial file.
+        Only ``image_type='app'`` is accepted: OpenCPU FOTA cannot upgrade the Core."""
+        try:
+            type_code = IMAGE_TYPES[image_type]
+        except KeyError:
+            raise _core.ArgumentError(
+                f"unknown image type {image_type!r}: use app (core and core-delta are "
+                "refused by OpenCPU FOTA)") from None
+        _core.package_build(app, out, _model_arg(model), int(Special.parse(special)), type_code)
+        return cls.open(out, model)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, model: str | Model | None = "auto") -> "Package":
+        """Open and verify a package; raises the first failed check's error
+        (ChecksumError, PackageError, ImageError, ModelError, UnsupportedError)."""
+        fields, checks = _core.package_inspect(path, _model_arg(model), strict=True)
+        return cls._from(path, fields, checks)
+
+    @classmethod
+    def inspect(cls, path: str | os.PathLike, model: str | Model | None = "auto") -> "Package":
+        """Run every check without raising on failures (see ``ok``, ``failures``)."""
+        fields, checks = _core.package_inspect(path, _model_arg(model), strict=False)
+        return cls._from(path, fields, checks)
+
+    def verify(self) -> "Package":
+        """Check the file again as it is now (it may have changed on disk); raises on
+        the first failure, returns the fresh result otherwise."""
+        return Package.open(self.path, self.model or "auto")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "ok": self.ok,
+            "fields": dict(self.fields),
+            "checks": [c.to_dict() for c in self.checks],
+        }
