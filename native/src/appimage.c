@@ -105,7 +105,10 @@ fb_status fb_app_image_check(const uint8_t *hdr, size_t hdr_len, uint64_t image_
                   info->gfh_size, info->gfh_type,
                   size_ok ? "" : ": expected size 0x40 type 0 (GFH FILE_INFO)");
     int id_ok = memcmp(hdr + 8, gfh_id, sizeof gfh_id) == 0;
-    printable(hdr + 8, 12, shown, sizeof shown);
+    size_t id_len = 12;
+    while (id_len && hdr[8 + id_len - 1] == 0)
+        id_len--; /* trailing NUL padding is normal: not worth showing */
+    printable(hdr + 8, id_len, shown, sizeof shown);
     fb_report_add(report, "id", id_ok, FB_ERR_IMAGE, "'%s'%s", shown,
                   id_ok ? "" : ": expected 'FILE_INFO'; a flasher rejects this image");
     int len_ok = (uint64_t)info->file_length == image_size;

@@ -1,0 +1,87 @@
+# fotabench: the two commands a newcomer needs are `make demo` and `make test`.
+# Each installs what is missing (apt packages, a .venv/ with the package and its test
+# dependencies), builds, then runs; run again with nothing changed, they only run.
+#
+#   make build      install and build only
+#   make demo       the packaging pipeline end to end on a generated sample app
+#   make test       every test (C drivers, Python, CLI, fuzz smoke) in one pytest run
+#   make test-asan  the same with the C core and extension under ASan + UBSan
+#   make bench      benchmarks in bench/perf/ (prints figures)
+#   make fuzz       longer libFuzzer runs (FUZZ_SECONDS per target, default 60)
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+ASAN_VENV := .venv-asan
+ASAN_PY := $(ASAN_VENV)/bin/python
+PIP_OPTS := -q --disable-pip-version-check
+# CI turns warnings into errors; users' builds never fail on a new compiler's warning.
+ifeq ($(CI),true)
+export FOTABENCH_WERROR := 1
+endif
+
+SOURCES := setup.py pyproject.toml $(wildcard native/src/*.c native/src/*.h \
+           native/include/fotabench/*.h pymodule/ext/*.c pymodule/ext/*.h)
+TEST_DEPS := pytest hypothesis
+
+.PHONY: all build deps test-deps demo test test-asan bench fuzz clean
+all: build
+
+deps:
+	@bash .ci/install-deps
+
+# Tests also need clang and libFuzzer for the fuzz targets.
+test-deps:
+	@bash .ci/install-deps --test
+
+$(VENV)/.created:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install $(PIP_OPTS) --upgrade pip 'setuptools>=77' wheel $(TEST_DEPS)
+	@touch $@
+
+# Editable install: Python changes need nothing; C changes rebuild the extension.
+$(VENV)/.installed: $(VENV)/.created $(SOURCES)
+	$(PY) -m pip install $(PIP_OPTS) --no-build-isolation -e .
+	@touch $@
+
+build: deps $(VENV)/.installed
+
+demo: build
+	$(PY) bench/demo.py
+
+test: test-deps build
+	$(PY) -m pytest tests
+
+$(ASAN_VENV)/.created:
+	$(PYTHON) -m venv $(ASAN_VENV)
+	$(ASAN_PY) -m pip install $(PIP_OPTS) --upgrade pip 'setuptools>=77' wheel $(TEST_DEPS)
+	@touch $@
+
+# A regular (not editable) install, so the sanitized extension never shadows the
+# normal one that `make build` puts in pymodule/.
+$(ASAN_VENV)/.installed: $(ASAN_VENV)/.created $(SOURCES)
+	FOTABENCH_SANITIZE=1 $(ASAN_PY) -m pip install $(PIP_OPTS) --no-build-isolation --force-reinstall --no-deps .
+	@touch $@
+
+# CPython itself is not built with ASan: preload the runtime, and leave leak
+# checking to the C drivers (tests/test_native.py), where it is exact; under the
+# interpreter LeakSanitizer would report CPython's own arena allocations.
+ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
+test-asan: test-deps $(ASAN_VENV)/.installed
+	FOTABENCH_SANITIZE=1 LD_PRELOAD=$(ASAN_LIB) \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1 \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	$(ASAN_PY) -m pytest -p no:cacheprovider tests
+
+bench: build
+	$(PY) bench/perf/md5_throughput.py
+
+FUZZ_SECONDS ?= 60
+fuzz: test-deps
+	$(MAKE) -C native fuzz
+	@for f in native/build/fuzz/*; do \
+	  echo "== $$f ($(FUZZ_SECONDS) s)"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; done
+
+clean:
+	rm -rf build native/build $(VENV) $(ASAN_VENV) pymodule/fotabench/*.so *.egg-info pymodule/*.egg-info
