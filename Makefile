@@ -22,7 +22,7 @@ endif
 
 SOURCES := setup.py pyproject.toml $(wildcard native/src/*.c native/src/*.h \
            native/include/fotabench/*.h pymodule/ext/*.c pymodule/ext/*.h)
-TEST_DEPS := pytest hypothesis
+TEST_DEPS := pytest hypothesis mypy
 
 .PHONY: all build deps test-deps demo test test-asan bench fuzz clean
 all: build

@@ -68,7 +68,8 @@ def _print_report(title: str, fields: dict, checks: Sequence[Check]) -> None:
     for c in checks:
         print(f"  {'ok' if c.ok else 'FAILED':<7} {c.name:<18} {c.detail}")
     failed = [c for c in checks if not c.ok]
-    print(f"{len(checks) - len(failed)} passed, {len(failed)} failed")
+    print(f"{len(checks) - len(failed)} checks ok, {len(failed)} FAILED" if failed
+          else f"all {len(checks)} checks ok")
 
 
 def _jsonable(obj):
@@ -106,7 +107,8 @@ def cmd_package(args) -> None:
     out = args.output or _default_package_name(args.app)
     pkg = Package.build(args.app, out, model=args.model, special=args.special,
                         image_type=args.type)
-    print(f"{pkg.path}: {pkg.size} bytes, {pkg.model} app of {pkg.app['file_length']} bytes, "
+    app_len = pkg.app["file_length"] if pkg.app else "?"
+    print(f"{pkg.path}: {pkg.size} bytes, {pkg.model} app of {app_len} bytes, "
           f"special {args.special}, md5 {pkg.md5}")
 
 

@@ -92,9 +92,10 @@ class AppImage:
              model: str | Model) -> "AppImage":
         """Prepend a correct GFH header for ``model`` to a raw binary (what Quectel's
         Windows GFH generator does). ``out`` appears only when complete."""
-        if model in (None, "auto"):
+        name = _model_arg(model)
+        if name is None or name.lower() == "auto":
             raise _core.ArgumentError("wrapping needs an explicit model: M66, MC60, MC60E or M26")
-        _core.app_wrap(raw, out, _model_arg(model))
+        _core.app_wrap(raw, out, name)
         return cls.open(out, model)
 
     @staticmethod
