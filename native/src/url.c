@@ -12,10 +12,12 @@ static int is_host_char(char c)
            c == '.' || c == '-';
 }
 
-/* Characters that break either the HTTP request line or the AT+FBUPG="..." command. */
+/* Characters that break either the HTTP request line or the AT+FBUPG="..." command;
+ * non-ASCII too: the module sends the bytes raw, and servers disagree on them. */
 static int is_forbidden(char c)
 {
-    return (unsigned char)c <= 0x20 || c == 0x7F || c == '"';
+    unsigned char u = (unsigned char)c;
+    return u <= 0x20 || u >= 0x7F || c == '"';
 }
 
 static fb_status check_chars(const char *s, size_t n, const char *field, fb_error *err)
@@ -23,8 +25,9 @@ static fb_status check_chars(const char *s, size_t n, const char *field, fb_erro
     for (size_t i = 0; i < n; i++)
         if (is_forbidden(s[i]))
             return fb_error_set(err, FB_ERR_URL,
-                                "%s has %s 0x%02X at offset %zu: spaces, control characters "
-                                "and '\"' break the request or the AT+FBUPG command",
+                                "%s has %s 0x%02X at offset %zu: spaces, control characters, "
+                                "non-ASCII bytes (percent-encode them) and '\"' break the "
+                                "request or the AT+FBUPG command",
                                 field, s[i] == '"' ? "a quote" : "character",
                                 (unsigned char)s[i], i);
     return FB_OK;
@@ -74,9 +77,9 @@ static fb_status check_host(const char *field, const char *h, size_t n, size_t i
     for (size_t i = 0; i < n; i++)
         if (!is_host_char(h[i]))
             return fb_error_set(err, FB_ERR_URL,
-                                "%s has '%c' at offset %zu: only letters, digits, '.' and '-' "
-                                "are allowed in a host",
-                                field, is_forbidden(h[i]) ? '?' : h[i], i);
+                                "%s has byte 0x%02X ('%c') at offset %zu: only letters, digits, "
+                                "'.' and '-' are allowed in a host",
+                                field, (unsigned char)h[i], is_forbidden(h[i]) ? '?' : h[i], i);
     int kind = ipv4_kind(h, n);
     if (kind < 0)
         return fb_error_set(err, FB_ERR_URL, "%s '%.*s' is not a valid IPv4 address", field,
@@ -220,6 +223,12 @@ static fb_status parse_ftp(const char *url, size_t len, fb_url *u, fb_error *err
                             "FTP URL lacks ':password' after the user name");
     if ((st = check_len("FTP user", (size_t)(p - us), FB_FTP_USER_MAX, 0, err)) != FB_OK)
         return st;
+    /* Which '@' the SDK splits at is not known; a second one makes the URL ambiguous,
+     * and the builder never writes one, so refuse it. */
+    if (memchr(us, '@', (size_t)(p - us)))
+        return fb_error_set(err, FB_ERR_URL,
+                            "FTP user has '@': the module's parser splits the user part at "
+                            "'@', so the user name cannot contain one");
     copy_field(u->user, sizeof u->user, us, (size_t)(p - us));
     p++;
     if ((st = check_len("FTP password", (size_t)(end - p), FB_FTP_PASSWORD_MAX, 1, err)) !=

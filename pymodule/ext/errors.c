@@ -3,60 +3,108 @@
 
 typedef struct exc_def {
     size_t offset; /* into core_state */
+    fb_status code;
     const char *name;
     const char *doc;
-    int extra_base; /* 0 none, 1 ValueError, 2 OSError */
+    PyObject *const *extra_base; /* second base class, or NULL */
 } exc_def;
 
 static const exc_def exc_defs[] = {
-    {offsetof(core_state, arg_error), "fotabench._core.ArgumentError",
-     "An argument is out of range (a ValueError too).", 1},
-    {offsetof(core_state, file_error), "fotabench._core.FileError",
-     "A file could not be opened, read or written (an OSError too).", 2},
-    {offsetof(core_state, image_error), "fotabench._core.ImageError",
-     "Not a valid OpenCPU app image (GFH header).", 0},
-    {offsetof(core_state, model_error), "fotabench._core.ModelError",
-     "The image does not fit the module model (load address, region size).", 0},
-    {offsetof(core_state, package_error), "fotabench._core.PackageError",
-     "Not a valid FOTA package (layout or header fields).", 0},
-    {offsetof(core_state, checksum_error), "fotabench._core.ChecksumError",
-     "A package's header CRC or MD5 does not match its content.", 0},
-    {offsetof(core_state, url_error), "fotabench._core.UrlError",
-     "A URL the module's FOTA parser would refuse or mis-read (a ValueError too).", 1},
-    {offsetof(core_state, crypto_error), "fotabench._core.CryptoError",
-     "OpenSSL refused an operation.", 0},
-    {offsetof(core_state, unsupported_error), "fotabench._core.UnsupportedError",
-     "Valid, but not supported by OpenCPU FOTA (e.g. a Core image).", 0},
+    {offsetof(core_state, arg_error), FB_ERR_ARG, "fotabench._core.ArgumentError",
+     "An argument is out of range (a ValueError too).", &PyExc_ValueError},
+    {offsetof(core_state, file_error), FB_ERR_IO, "fotabench._core.FileError",
+     "A file could not be opened, read or written (an OSError too).", &PyExc_OSError},
+    {offsetof(core_state, image_error), FB_ERR_IMAGE, "fotabench._core.ImageError",
+     "Not a valid OpenCPU app image (GFH header).", NULL},
+    {offsetof(core_state, model_error), FB_ERR_MODEL, "fotabench._core.ModelError",
+     "The image does not fit the module model (load address, region size).", NULL},
+    {offsetof(core_state, package_error), FB_ERR_PACKAGE, "fotabench._core.PackageError",
+     "Not a valid FOTA package (layout or header fields).", NULL},
+    {offsetof(core_state, checksum_error), FB_ERR_CHECKSUM, "fotabench._core.ChecksumError",
+     "A package's header CRC or MD5 does not match its content.", NULL},
+    {offsetof(core_state, url_error), FB_ERR_URL, "fotabench._core.UrlError",
+     "A URL the module's FOTA parser would refuse or mis-read (a ValueError too).",
+     &PyExc_ValueError},
+    {offsetof(core_state, crypto_error), FB_ERR_CRYPTO, "fotabench._core.CryptoError",
+     "OpenSSL refused an operation.", NULL},
+    {offsetof(core_state, unsupported_error), FB_ERR_UNSUPPORTED,
+     "fotabench._core.UnsupportedError",
+     "Valid, but not supported by OpenCPU FOTA (e.g. a Core image).", NULL},
 };
+#define N_EXC (sizeof exc_defs / sizeof exc_defs[0])
 
 static PyObject **slot(core_state *st, size_t offset)
 {
     return (PyObject **)((char *)st + offset);
 }
 
+/* `message` of any FotabenchError, also one raised from Python with only a message:
+ * its first argument. */
+static PyObject *message_get(PyObject *unused, PyObject *exc)
+{
+    (void)unused;
+    PyObject *args = PyObject_GetAttrString(exc, "args");
+    if (!args)
+        return NULL;
+    PyObject *msg = PyTuple_Check(args) && PyTuple_GET_SIZE(args) > 0
+                        ? PyObject_Str(PyTuple_GET_ITEM(args, 0))
+                        : PyUnicode_FromString("");
+    Py_DECREF(args);
+    return msg;
+}
+
+static PyMethodDef message_def = {"message", message_get, METH_O, NULL};
+
+static PyObject *base_dict(void)
+{
+    PyObject *fget = PyCFunction_New(&message_def, NULL);
+    PyObject *prop = fget ? PyObject_CallOneArg((PyObject *)&PyProperty_Type, fget) : NULL;
+    PyObject *d = prop ? PyDict_New() : NULL;
+    if (d && PyDict_SetItemString(d, "message", prop) < 0)
+        Py_CLEAR(d);
+    Py_XDECREF(fget);
+    Py_XDECREF(prop);
+    return d;
+}
+
+/* code and code_name as class attributes, so an error raised from Python carries
+ * them as well as one raised by the core. */
+static PyObject *class_dict(fb_status code)
+{
+    PyObject *d = PyDict_New();
+    PyObject *c = PyLong_FromLong(code);
+    PyObject *n = PyUnicode_FromString(fb_status_name(code));
+    if (!d || !c || !n || PyDict_SetItemString(d, "code", c) < 0 ||
+        PyDict_SetItemString(d, "code_name", n) < 0)
+        Py_CLEAR(d);
+    Py_XDECREF(c);
+    Py_XDECREF(n);
+    return d;
+}
+
 int core_add_exceptions(PyObject *module)
 {
     core_state *st = core_get_state(module);
+    PyObject *dict = base_dict();
+    if (!dict)
+        return -1;
     st->error = PyErr_NewExceptionWithDoc(
         "fotabench._core.FotabenchError",
-        "Base of every fotabench error. `code` is the C core's status (negative int), "
-        "`code_name` its name (e.g. 'FB_ERR_CHECKSUM'), `message` the one-line reason.",
-        PyExc_Exception, NULL);
+        "Base of every fotabench error. Each subclass has `code` (the C core's status, a "
+        "negative int) and `code_name` (e.g. 'FB_ERR_CHECKSUM'); `message` is the "
+        "one-line reason.",
+        PyExc_Exception, dict);
+    Py_DECREF(dict);
     if (!st->error || PyModule_AddObjectRef(module, "FotabenchError", st->error) < 0)
         return -1;
-    for (size_t i = 0; i < sizeof exc_defs / sizeof exc_defs[0]; i++) {
+    for (size_t i = 0; i < N_EXC; i++) {
         const exc_def *d = &exc_defs[i];
-        PyObject *bases;
-        if (d->extra_base == 1)
-            bases = PyTuple_Pack(2, st->error, PyExc_ValueError);
-        else if (d->extra_base == 2)
-            bases = PyTuple_Pack(2, st->error, PyExc_OSError);
-        else
-            bases = PyTuple_Pack(1, st->error);
-        if (!bases)
-            return -1;
-        PyObject *cls = PyErr_NewExceptionWithDoc(d->name, d->doc, bases, NULL);
-        Py_DECREF(bases);
+        PyObject *bases = d->extra_base ? PyTuple_Pack(2, st->error, *d->extra_base)
+                                        : PyTuple_Pack(1, st->error);
+        PyObject *cdict = bases ? class_dict(d->code) : NULL;
+        PyObject *cls = cdict ? PyErr_NewExceptionWithDoc(d->name, d->doc, bases, cdict) : NULL;
+        Py_XDECREF(bases);
+        Py_XDECREF(cdict);
         if (!cls)
             return -1;
         *slot(st, d->offset) = cls;
@@ -69,48 +117,49 @@ int core_add_exceptions(PyObject *module)
 void core_clear_state(core_state *st)
 {
     Py_CLEAR(st->error);
-    for (size_t i = 0; i < sizeof exc_defs / sizeof exc_defs[0]; i++)
+    for (size_t i = 0; i < N_EXC; i++)
         Py_CLEAR(*slot(st, exc_defs[i].offset));
 }
 
 int core_traverse_state(core_state *st, visitproc visit, void *arg)
 {
     Py_VISIT(st->error);
-    for (size_t i = 0; i < sizeof exc_defs / sizeof exc_defs[0]; i++)
+    for (size_t i = 0; i < N_EXC; i++)
         Py_VISIT(*slot(st, exc_defs[i].offset));
     return 0;
 }
 
 PyObject *core_raise(PyObject *module, const fb_error *err)
 {
+    if (err->code == FB_ERR_NOMEM)
+        return PyErr_NoMemory();
     core_state *st = core_get_state(module);
-    PyObject *cls;
-    switch (err->code) {
-    case FB_ERR_ARG: cls = st->arg_error; break;
-    case FB_ERR_IO: cls = st->file_error; break;
-    case FB_ERR_NOMEM: return PyErr_NoMemory();
-    case FB_ERR_IMAGE: cls = st->image_error; break;
-    case FB_ERR_MODEL: cls = st->model_error; break;
-    case FB_ERR_PACKAGE: cls = st->package_error; break;
-    case FB_ERR_CHECKSUM: cls = st->checksum_error; break;
-    case FB_ERR_URL: cls = st->url_error; break;
-    case FB_ERR_CRYPTO: cls = st->crypto_error; break;
-    case FB_ERR_UNSUPPORTED: cls = st->unsupported_error; break;
-    default: cls = st->error; break;
-    }
-    PyObject *exc = PyObject_CallFunction(cls, "s", err->message);
+    PyObject *cls = st->error;
+    for (size_t i = 0; i < N_EXC; i++)
+        if (exc_defs[i].code == err->code)
+            cls = *slot(st, exc_defs[i].offset);
+    /* Messages carry file names in any encoding, and may be cut mid-character at the
+     * buffer's end: decode leniently so that raising never fails. */
+    PyObject *message = PyUnicode_DecodeUTF8(err->message, (Py_ssize_t)strlen(err->message),
+                                             "backslashreplace");
+    PyObject *exc = message ? PyObject_CallOneArg(cls, message) : NULL;
+    Py_XDECREF(message);
     if (!exc)
         return NULL;
-    PyObject *message = PyUnicode_FromString(err->message);
-    PyObject *code = PyLong_FromLong(err->code);
-    PyObject *code_name = PyUnicode_FromString(fb_status_name(err->code));
-    if (message && code && code_name && PyObject_SetAttrString(exc, "message", message) == 0 &&
-        PyObject_SetAttrString(exc, "code", code) == 0 &&
-        PyObject_SetAttrString(exc, "code_name", code_name) == 0)
-        PyErr_SetObject(cls, exc);
-    Py_XDECREF(message);
-    Py_XDECREF(code);
-    Py_XDECREF(code_name);
+    if (cls == st->error) {
+        /* A status with no class of its own: say which on the instance. */
+        PyObject *code = PyLong_FromLong(err->code);
+        PyObject *name = PyUnicode_FromString(fb_status_name(err->code));
+        int bad = !code || !name || PyObject_SetAttrString(exc, "code", code) < 0 ||
+                  PyObject_SetAttrString(exc, "code_name", name) < 0;
+        Py_XDECREF(code);
+        Py_XDECREF(name);
+        if (bad) {
+            Py_DECREF(exc);
+            return NULL;
+        }
+    }
+    PyErr_SetObject(cls, exc);
     Py_DECREF(exc);
     return NULL;
 }
@@ -147,8 +196,11 @@ PyObject *core_report_to_tuple(const fb_report *report)
         return NULL;
     for (size_t i = 0; i < report->count; i++) {
         const fb_check *c = &report->checks[i];
-        PyObject *item = Py_BuildValue("(sOss)", c->name, c->ok ? Py_True : Py_False,
-                                       fb_status_name(c->code), c->detail);
+        PyObject *detail = PyUnicode_DecodeUTF8(c->detail, (Py_ssize_t)strlen(c->detail),
+                                                "backslashreplace");
+        PyObject *item = detail ? Py_BuildValue("(sOsN)", c->name, c->ok ? Py_True : Py_False,
+                                                fb_status_name(c->code), detail)
+                                : NULL;
         if (!item) {
             Py_DECREF(t);
             return NULL;

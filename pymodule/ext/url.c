@@ -14,7 +14,8 @@ static PyObject *url_fields(const fb_url *u)
 
 static PyObject *url_parse(PyObject *module, PyObject *arg)
 {
-    const char *s = PyUnicode_Check(arg) ? PyUnicode_AsUTF8(arg) : NULL;
+    Py_ssize_t len;
+    const char *s = PyUnicode_Check(arg) ? PyUnicode_AsUTF8AndSize(arg, &len) : NULL;
     if (!s) {
         if (!PyErr_Occurred())
             PyErr_SetString(PyExc_TypeError, "url must be a str");
@@ -22,16 +23,21 @@ static PyObject *url_parse(PyObject *module, PyObject *arg)
     }
     fb_url u;
     fb_error err;
+    if ((size_t)len != strlen(s)) {
+        /* The C parser would stop at the NUL and pass the rest unchecked. */
+        fb_error_set(&err, FB_ERR_URL, "URL has character 0x00 at offset %zu", strlen(s));
+        return core_raise(module, &err);
+    }
     if (fb_url_parse(s, &u, &err) != FB_OK)
         return core_raise(module, &err);
     return url_fields(&u);
 }
 
-static int port_arg(PyObject *module, int port, uint16_t *out)
+static int port_arg(PyObject *module, long long port, uint16_t *out)
 {
     if (port < 1 || port > 65535) {
         fb_error err;
-        fb_error_set(&err, FB_ERR_URL, "port %d is outside 1..65535", port);
+        fb_error_set(&err, FB_ERR_URL, "port %lld is outside 1..65535", port);
         core_raise(module, &err);
         return -1;
     }
@@ -43,9 +49,9 @@ static PyObject *url_http(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"host", "path", "port", NULL};
     const char *host, *path;
-    int port = 80;
+    long long port = 80;
     uint16_t p;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ss|i:url_http", kwlist, &host, &path, &port))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ss|L:url_http", kwlist, &host, &path, &port))
         return NULL;
     if (port_arg(module, port, &p) < 0)
         return NULL;
@@ -60,9 +66,9 @@ static PyObject *url_ftp(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"host", "path", "user", "password", "port", NULL};
     const char *host, *path, *user, *password;
-    int port = 21;
+    long long port = 21;
     uint16_t p;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ssss|i:url_ftp", kwlist, &host, &path,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "ssss|L:url_ftp", kwlist, &host, &path,
                                      &user, &password, &port))
         return NULL;
     if (port_arg(module, port, &p) < 0)

@@ -8,7 +8,8 @@ _Check = tuple[str, bool, str, str]  # name, ok, code_name, detail
 class FotabenchError(Exception):
     code: int
     code_name: str
-    message: str
+    @property
+    def message(self) -> str: ...
 
 class ArgumentError(FotabenchError, ValueError): ...
 class FileError(FotabenchError, OSError): ...
