@@ -34,7 +34,7 @@ deps:
 test-deps:
 	@bash .ci/install-deps --test
 
-$(VENV)/.created:
+$(VENV)/.created: Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install $(PIP_OPTS) --upgrade pip 'setuptools>=77' wheel $(TEST_DEPS)
 	@touch $@
@@ -52,7 +52,7 @@ demo: build
 test: test-deps build
 	$(PY) -m pytest tests
 
-$(ASAN_VENV)/.created:
+$(ASAN_VENV)/.created: Makefile
 	$(PYTHON) -m venv $(ASAN_VENV)
 	$(ASAN_PY) -m pip install $(PIP_OPTS) --upgrade pip 'setuptools>=77' wheel $(TEST_DEPS)
 	@touch $@
