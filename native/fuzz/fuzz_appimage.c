@@ -1,0 +1,212 @@
+/* libFuzzer target: fb_app_image_check on arbitrary bytes, and on headers built by
+ * fb_app_image_header from fields taken from the input.
+ *
+ *   make -C native fuzz && native/build/fuzz/fuzz_appimage CORPUS_DIR
+ *
+ * Seeds: native/fuzz/make_corpus.py OUT (writes OUT/fuzz_appimage/).
+ * Every invariant violation prints what was wrong and abort()s, so libFuzzer saves
+ * the input as crash-<sha1>. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fotabench/appimage.h"
+#include "fotabench/error.h"
+#include "fotabench/model.h"
+#include "fotabench/report.h"
+
+#define FAIL_IF(cond, ...)                                                                \
+    do {                                                                                  \
+        if (cond) {                                                                       \
+            fprintf(stderr, "%s:%d: invariant violated: %s\n  ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                                 \
+            fputc('\n', stderr);                                                          \
+            abort();                                                                      \
+        }                                                                                 \
+    } while (0)
+
+static uint32_t le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int nul_terminated(const char *s, size_t cap)
+{
+    return memchr(s, '\0', cap) != NULL;
+}
+
+/* The report and error invariants every check function must keep. */
+static void check_report(const fb_report *r, fb_status st, const fb_error *err)
+{
+    FAIL_IF(r->count == 0 || r->count > FB_REPORT_MAX_CHECKS, "count %zu", r->count);
+    size_t failures = fb_report_failures(r);
+    FAIL_IF((st == FB_OK) != (failures == 0), "status %s with %zu failed check(s)",
+            fb_status_name(st), failures);
+    FAIL_IF(!nul_terminated(err->message, sizeof err->message), "err.message not terminated");
+    FAIL_IF(err->code != st, "err.code %s, returned %s", fb_status_name(err->code),
+            fb_status_name(st));
+    if (st == FB_OK)
+        FAIL_IF(err->message[0] != '\0', "FB_OK with message '%s'", err->message);
+    else
+        FAIL_IF(err->message[0] == '\0', "%s with an empty message", fb_status_name(st));
+    const fb_check *first_failed = NULL;
+    for (size_t i = 0; i < r->count; i++) {
+        const fb_check *c = &r->checks[i];
+        FAIL_IF(!nul_terminated(c->name, sizeof c->name), "check %zu name not terminated", i);
+        FAIL_IF(c->name[0] == '\0', "check %zu has an empty name", i);
+        FAIL_IF(!nul_terminated(c->detail, sizeof c->detail), "check %s detail not terminated",
+                c->name);
+        FAIL_IF(c->ok != 0 && c->ok != 1, "check %s ok=%d", c->name, c->ok);
+        FAIL_IF(c->ok && c->code != FB_OK, "passed check %s with code %s", c->name,
+                fb_status_name(c->code));
+        FAIL_IF(!c->ok && c->code == FB_OK, "failed check %s with code FB_OK", c->name);
+        for (size_t j = 0; j < i; j++)
+            FAIL_IF(strcmp(r->checks[j].name, c->name) == 0, "duplicate check name %s", c->name);
+        if (!c->ok && !first_failed)
+            first_failed = c;
+    }
+    if (first_failed) {
+        FAIL_IF(st != first_failed->code, "returned %s, first failed check %s is %s",
+                fb_status_name(st), first_failed->name, fb_status_name(first_failed->code));
+        FAIL_IF(!strstr(err->message, first_failed->name), "message '%s' does not name %s",
+                err->message, first_failed->name);
+    }
+}
+
+static void check_one(const uint8_t *data, size_t size, const fb_model *model)
+{
+    fb_app_info info;
+    fb_report report;
+    fb_error err;
+    memset(&info, 0xA5, sizeof info);
+    memset(&err, 0xA5, sizeof err); /* garbage: the call must terminate what it writes */
+    fb_report_init(&report);
+    fb_status st = fb_app_image_check(data, size, size, model, &info, &report, &err);
+    check_report(&report, st, &err);
+
+    FAIL_IF(st != FB_OK && st != FB_ERR_IMAGE && st != FB_ERR_MODEL, "unexpected status %s",
+            fb_status_name(st));
+    FAIL_IF(info.image_size != size, "info.image_size %llu != %zu",
+            (unsigned long long)info.image_size, size);
+    FAIL_IF(strcmp(report.checks[0].name, "size") != 0, "first check is %s",
+            report.checks[0].name);
+    if (size < FB_GFH_SIZE) {
+        FAIL_IF(st != FB_ERR_IMAGE || report.count != 1, "truncated image: %s, %zu checks",
+                fb_status_name(st), report.count);
+        FAIL_IF(info.model != model, "truncated image: info.model changed");
+    } else {
+        FAIL_IF(!nul_terminated(info.id, sizeof info.id), "info.id not terminated");
+        FAIL_IF(info.file_length != le32(data + 0x20) || info.load_address != le32(data + 0x1C),
+                "decoded fields differ from the header bytes");
+        const fb_model *owner = fb_model_by_load_address(info.load_address);
+        FAIL_IF(info.model != (model ? model : owner), "info.model %s, expected %s",
+                info.model ? info.model->name : "NULL",
+                (model ? model : owner) ? (model ? model : owner)->name : "NULL");
+    }
+    if (st == FB_OK) {
+        const fb_model *m = info.model;
+        FAIL_IF(size < FB_GFH_SIZE, "FB_OK for %zu bytes", size);
+        FAIL_IF(memcmp(data, "MMM", 3) != 0 || data[3] != 1, "FB_OK without magic");
+        FAIL_IF(memcmp(data + 8, "FILE_INFO\0\0\0", 12) != 0, "FB_OK without the id");
+        FAIL_IF(le32(data + 0x20) != size, "FB_OK with length field %u for %zu bytes",
+                le32(data + 0x20), size);
+        FAIL_IF(!m || m->load_address != le32(data + 0x1C), "FB_OK at the wrong address");
+        FAIL_IF(size > m->region_size, "FB_OK for %zu bytes in a %u-byte region", size,
+                m->region_size);
+    }
+
+    /* Same verdict with every optional argument NULL, and deterministic. */
+    fb_status st2 = fb_app_image_check(data, size, size, model, NULL, NULL, NULL);
+    FAIL_IF(st2 != st, "NULL report/info/err: %s, with them: %s", fb_status_name(st2),
+            fb_status_name(st));
+
+    /* hdr_len shorter than the image: only the first 64 bytes are ever needed. */
+    if (size > FB_GFH_SIZE) {
+        st2 = fb_app_image_check(data, FB_GFH_SIZE, size, model, NULL, NULL, NULL);
+        FAIL_IF(st2 != st, "hdr_len 64: %s, hdr_len %zu: %s", fb_status_name(st2), size,
+                fb_status_name(st));
+    }
+}
+
+/* A header made by fb_app_image_header for a model and a length that fits it must
+ * pass, explicitly and auto-detected; the wrong model or a wrong size must not. */
+static void check_built(const uint8_t *data) /* at least 16 bytes */
+{
+    size_t nmodels = fb_model_count();
+    const fb_model *m = fb_model_at(data[0] % nmodels);
+    uint32_t span = m->region_size - FB_GFH_SIZE + 1;
+    uint32_t len = FB_GFH_SIZE + le32(data + 1) % span; /* 64 .. region_size */
+    uint8_t hdr[FB_GFH_SIZE];
+    fb_app_info info;
+    fb_report report;
+    fb_error err;
+
+    fb_app_image_header(hdr, m->load_address, len);
+    fb_report_init(&report);
+    fb_status st = fb_app_image_check(hdr, sizeof hdr, len, m, &info, &report, &err);
+    check_report(&report, st, &err);
+    FAIL_IF(st != FB_OK, "built header for %s, %u bytes: %s", m->name, len, err.message);
+    FAIL_IF(info.model != m || info.file_length != len || info.load_address != m->load_address,
+            "built header decodes wrongly");
+    FAIL_IF(info.gfh_version != 1 || info.gfh_size != 0x40 || info.gfh_type != 0 ||
+                info.file_ver != 1 || info.file_type != 0x7000 || info.flash_dev != 7 ||
+                info.sig_type != 0 || info.max_size != 0xFFFFFFFFu ||
+                info.content_offset != 0x40 || info.sig_len != 0 || info.jump_offset != 0x40 ||
+                info.attr != 3 || strcmp(info.id, "FILE_INFO") != 0,
+            "built header fields differ from opencpu-fota.md section 6");
+
+    st = fb_app_image_check(hdr, sizeof hdr, len, NULL, &info, NULL, &err);
+    FAIL_IF(st != FB_OK || info.model != m, "auto-detect of a %s header: %s", m->name,
+            err.message);
+
+    /* Header plus the rest of the input as code: the check reads only the header. */
+    st = fb_app_image_check(hdr, sizeof hdr, len, m, NULL, NULL, NULL);
+    FAIL_IF(st != FB_OK, "second check differs");
+
+    /* Against every other model: refused as the wrong model. */
+    for (size_t i = 0; i < nmodels; i++) {
+        const fb_model *other = fb_model_at(i);
+        if (other->load_address == m->load_address)
+            continue;
+        st = fb_app_image_check(hdr, sizeof hdr, len, other, NULL, NULL, &err);
+        FAIL_IF(st != FB_ERR_MODEL, "%s header checked as %s: %s", m->name, other->name,
+                fb_status_name(st));
+        FAIL_IF(!strstr(err.message, m->name), "wrong-model message does not name %s: %s",
+                m->name, err.message);
+    }
+
+    /* Image size one off from the length field: refused. */
+    uint64_t off = (data[5] & 1) ? (uint64_t)len + 1 + data[6] : (uint64_t)len - 1;
+    st = fb_app_image_check(hdr, sizeof hdr, off, m, NULL, NULL, NULL);
+    FAIL_IF(st != FB_ERR_IMAGE, "length %u, file %llu: %s", len, (unsigned long long)off,
+            fb_status_name(st));
+
+    /* Larger than the region (consistent header): refused as a model problem. */
+    uint32_t big = m->region_size + 1 + (data[7] % 64);
+    fb_app_image_header(hdr, m->load_address, big);
+    st = fb_app_image_check(hdr, sizeof hdr, big, m, NULL, NULL, NULL);
+    FAIL_IF(st != FB_ERR_MODEL, "%u bytes in %s's %u-byte region: %s", big, m->name,
+            m->region_size, fb_status_name(st));
+
+    /* Arbitrary load address and length from the input, consistent with the size. */
+    uint32_t addr = le32(data + 8), alen = le32(data + 12);
+    fb_app_image_header(hdr, addr, alen);
+    const fb_model *owner = fb_model_by_load_address(addr);
+    st = fb_app_image_check(hdr, sizeof hdr, alen, NULL, &info, NULL, &err);
+    int expect_ok = alen >= FB_GFH_SIZE && owner && alen <= owner->region_size;
+    FAIL_IF((st == FB_OK) != expect_ok, "address 0x%08X length %u: %s (%s)", addr, alen,
+            fb_status_name(st), err.message);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    check_one(data, size, NULL);
+    for (size_t i = 0; i < fb_model_count(); i++)
+        check_one(data, size, fb_model_at(i));
+    if (size >= 64)
+        check_built(data);
+    return 0;
+}
