@@ -23,7 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
 FUZZ_BIN = NATIVE / "build" / "fuzz"
-TARGETS = ["fuzz_appimage", "fuzz_package", "fuzz_url"]
+TARGETS = ["fuzz_appimage", "fuzz_package", "fuzz_url", "fuzz_at", "fuzz_vline"]
 SECONDS = 20
 TAIL_LINES = 60
 

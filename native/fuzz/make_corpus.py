@@ -3,8 +3,9 @@
 
     python3 native/fuzz/make_corpus.py OUT
 
-writes OUT/fuzz_appimage/, OUT/fuzz_package/ and OUT/fuzz_url/ (one directory per
-target, named after the binary in native/build/fuzz/), then e.g.
+writes OUT/fuzz_appimage/, OUT/fuzz_package/, OUT/fuzz_url/, OUT/fuzz_at/ and
+OUT/fuzz_vline/ (one directory per target, named after the binary in
+native/build/fuzz/), then e.g.
 
     native/build/fuzz/fuzz_url OUT/fuzz_url
 
@@ -196,6 +197,37 @@ BUILDER_INPUTS = [
 ]
 
 
+def at_seeds() -> dict[str, bytes]:
+    """fuzz_at: byte 0 the line buffer size, byte 1 the chunking (bit 7: "> " prompt),
+    then what a module sends (shared/spec/bench-agent.md)."""
+    streams = {
+        "ok": b"AT\r\r\nOK\r\n",
+        "fbver": b'+FBVER: "1.2.0","b42"\r\nOK\r\n',
+        "creg_urc_mid": b"+CREG: 0,1\r\n+FBSTATE: UP_GETTING_FILE,45\r\n\r\nOK\r\n",
+        "cme": b"+CME ERROR: 3518\r\n",
+        "boot": b"RDY\r\n+CFUN: 1\r\n+CPIN: READY\r\nCall Ready\r\nSMS Ready\r\n"
+                b'+FBREADY: "1.0","b1"\r\n',
+        "prompt": b"\r\n> ",
+        "garbage": bytes(range(256)) + b"\r\nOK\r\n",
+        "long": b"A" * 300 + b"\r\nOK\r\n",
+    }
+    out = {}
+    for name, body in streams.items():
+        out[name] = bytes([0x3F, 0x01]) + body
+        out[name + "_small"] = bytes([0x06, 0x83]) + body
+    return out
+
+
+def vline_seeds() -> dict[str, bytes]:
+    """fuzz_vline: lines of the virtual line protocol (docs/architecture.md)."""
+    lines = ["OK 1234567890", "ERR WDI is an output of the module", "VAL PWRKEY 0 42",
+             "EDGE WDI 1 1700000000000 17", "LINE STATUS out 1", "LINE VBAT in 0",
+             "EDGE WDI 1 5 0", "VAL X 2 1", "OK 1 2", "LINES",
+             # regression: a time past INT64_MAX was accepted as a negative time
+             "OK 9999999999991234347"]
+    return {f"l{i}": line.encode() for i, line in enumerate(lines)}
+
+
 def write(directory: Path, seeds: dict[str, bytes]) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in seeds.items():
@@ -215,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         "fuzz_appimage": write(args.out / "fuzz_appimage", appimage_seeds()),
         "fuzz_package": write(args.out / "fuzz_package", package_seeds()),
         "fuzz_url": write(args.out / "fuzz_url", urls),
+        "fuzz_at": write(args.out / "fuzz_at", at_seeds()),
+        "fuzz_vline": write(args.out / "fuzz_vline", vline_seeds()),
     }
     for target, n in counts.items():
         print(f"{args.out / target}: {n} seeds")

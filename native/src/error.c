@@ -17,6 +17,10 @@ const char *fb_status_name(fb_status code)
     case FB_ERR_URL: return "FB_ERR_URL";
     case FB_ERR_CRYPTO: return "FB_ERR_CRYPTO";
     case FB_ERR_UNSUPPORTED: return "FB_ERR_UNSUPPORTED";
+    case FB_ERR_TIMEOUT: return "FB_ERR_TIMEOUT";
+    case FB_ERR_CLOSED: return "FB_ERR_CLOSED";
+    case FB_ERR_LOST: return "FB_ERR_LOST";
+    case FB_ERR_PROTOCOL: return "FB_ERR_PROTOCOL";
     }
     return "FB_ERR_UNKNOWN";
 }

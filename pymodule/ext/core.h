@@ -26,6 +26,17 @@ typedef struct core_state {
     PyObject *url_error;
     PyObject *crypto_error;
     PyObject *unsupported_error;
+    PyObject *timeout_error;  /* BenchTimeoutError(FotabenchError, TimeoutError) */
+    PyObject *closed_error;   /* ClosedError(FotabenchError, ConnectionError) */
+    PyObject *lost_error;     /* DataLostError(FotabenchError) */
+    PyObject *protocol_error; /* ProtocolError(FotabenchError) */
+    /* Bench I/O types (heap types, one file each). */
+    PyObject *timeline_type;
+    PyObject *serial_type;
+    PyObject *modem_type;
+    PyObject *gpio_type;
+    PyObject *gpio_line_type;
+    PyObject *watchdog_type;
 } core_state;
 
 static inline core_state *core_get_state(PyObject *module)
@@ -47,6 +58,27 @@ int core_add_exceptions(PyObject *module);
 void core_clear_state(core_state *st);
 int core_traverse_state(core_state *st, visitproc visit, void *arg);
 
+/* Sliced waits: blocking calls release the GIL and wait at most this long at a time,
+ * then check for signals (Ctrl-C) with the GIL held. */
+#define CORE_WAIT_SLICE_NS (50 * 1000000LL)
+
+/* Timeout argument: None -> -1 (forever), else seconds >= 0 -> nanoseconds. Returns 0,
+ * or -1 with an exception set. */
+int core_timeout_arg(PyObject *arg, const char *what, long long *ns_out);
+
+/* Bench I/O types: each file adds its type to the module and its state. */
+int core_add_timeline_type(PyObject *module);
+int core_add_serial_type(PyObject *module);
+int core_add_modem_type(PyObject *module);
+int core_add_gpio_type(PyObject *module);
+int core_add_watchdog_type(PyObject *module);
+
+/* The fb_timeline inside a fotabench._core.Timeline, or NULL with TypeError (None is
+ * refused too: callers test for None first when it is allowed). */
+struct fb_timeline *core_timeline_get(PyObject *module, PyObject *obj);
+
+extern PyMethodDef core_timeline_methods[];
+extern PyMethodDef core_serial_methods[];
 extern PyMethodDef core_md5_methods[];
 extern PyMethodDef core_image_methods[];
 extern PyMethodDef core_package_methods[];

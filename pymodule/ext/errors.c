@@ -29,7 +29,20 @@ static const exc_def exc_defs[] = {
      "OpenSSL refused an operation.", NULL},
     {offsetof(core_state, unsupported_error), FB_ERR_UNSUPPORTED,
      "fotabench._core.UnsupportedError",
-     "Valid, but not supported by OpenCPU FOTA (e.g. a Core image).", NULL},
+     "Valid, but not supported by OpenCPU FOTA (e.g. a Core image), or by this port or "
+     "line (e.g. DTR on a pseudo-terminal).", NULL},
+    {offsetof(core_state, timeout_error), FB_ERR_TIMEOUT, "fotabench._core.BenchTimeoutError",
+     "A bench wait ran out: an AT command, expect(), a GPIO answer (a TimeoutError too).",
+     &PyExc_TimeoutError},
+    {offsetof(core_state, closed_error), FB_ERR_CLOSED, "fotabench._core.ClosedError",
+     "The port, line or connection is closed or disappeared (unplugged, module or board "
+     "gone); reopen() when it is back (a ConnectionError too).",
+     &PyExc_ConnectionError},
+    {offsetof(core_state, lost_error), FB_ERR_LOST, "fotabench._core.DataLostError",
+     "Bytes or events were lost: a receive buffer overflowed or an edge sequence number "
+     "skipped. The count is in the message.", NULL},
+    {offsetof(core_state, protocol_error), FB_ERR_PROTOCOL, "fotabench._core.ProtocolError",
+     "The other side answered something its protocol does not allow.", NULL},
 };
 #define N_EXC (sizeof exc_defs / sizeof exc_defs[0])
 
@@ -116,6 +129,12 @@ int core_add_exceptions(PyObject *module)
 
 void core_clear_state(core_state *st)
 {
+    Py_CLEAR(st->timeline_type);
+    Py_CLEAR(st->serial_type);
+    Py_CLEAR(st->modem_type);
+    Py_CLEAR(st->gpio_type);
+    Py_CLEAR(st->gpio_line_type);
+    Py_CLEAR(st->watchdog_type);
     Py_CLEAR(st->error);
     for (size_t i = 0; i < N_EXC; i++)
         Py_CLEAR(*slot(st, exc_defs[i].offset));
@@ -123,6 +142,12 @@ void core_clear_state(core_state *st)
 
 int core_traverse_state(core_state *st, visitproc visit, void *arg)
 {
+    Py_VISIT(st->timeline_type);
+    Py_VISIT(st->serial_type);
+    Py_VISIT(st->modem_type);
+    Py_VISIT(st->gpio_type);
+    Py_VISIT(st->gpio_line_type);
+    Py_VISIT(st->watchdog_type);
     Py_VISIT(st->error);
     for (size_t i = 0; i < N_EXC; i++)
         Py_VISIT(*slot(st, exc_defs[i].offset));
@@ -208,4 +233,21 @@ PyObject *core_report_to_tuple(const fb_report *report)
         PyTuple_SET_ITEM(t, (Py_ssize_t)i, item);
     }
     return t;
+}
+
+int core_timeout_arg(PyObject *arg, const char *what, long long *ns_out)
+{
+    if (arg == NULL || arg == Py_None) {
+        *ns_out = -1;
+        return 0;
+    }
+    double s = PyFloat_AsDouble(arg);
+    if (s == -1.0 && PyErr_Occurred())
+        return -1;
+    if (!(s >= 0.0) || s > 1e9) {
+        PyErr_Format(PyExc_ValueError, "%s must be None or seconds >= 0 (got %R)", what, arg);
+        return -1;
+    }
+    *ns_out = (long long)(s * 1e9);
+    return 0;
 }

@@ -32,7 +32,10 @@ static int core_exec(PyObject *module)
         add_methods(module, core_md5_methods) < 0 ||
         add_methods(module, core_image_methods) < 0 ||
         add_methods(module, core_package_methods) < 0 ||
-        add_methods(module, core_url_methods) < 0)
+        add_methods(module, core_url_methods) < 0 ||
+        add_methods(module, core_timeline_methods) < 0 || core_add_timeline_type(module) < 0 ||
+        add_methods(module, core_serial_methods) < 0 || core_add_serial_type(module) < 0 ||
+        core_add_gpio_type(module) < 0 || core_add_watchdog_type(module) < 0)
         return -1;
     return 0;
 }
@@ -64,7 +67,8 @@ static PyModuleDef_Slot core_slots[] = {
 static struct PyModuleDef core_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "fotabench._core",
-    .m_doc = "fotabench's C core: app images, FOTA packages, MD5, module URL rules.",
+    .m_doc = "fotabench's C core: app images, FOTA packages, MD5, module URL rules; bench "
+             "I/O: timeline, serial ports, AT engine, GPIO, watchdog monitor.",
     .m_size = sizeof(core_state),
     .m_slots = core_slots,
     .m_traverse = core_traverse,

@@ -22,7 +22,11 @@ typedef enum fb_status {
     FB_ERR_CHECKSUM = -7,    /* header CRC or MD5 mismatch */
     FB_ERR_URL = -8,         /* URL the module's parser would refuse */
     FB_ERR_CRYPTO = -9,      /* OpenSSL refused an operation */
-    FB_ERR_UNSUPPORTED = -10 /* valid but not supported by the module (e.g. Core image) */
+    FB_ERR_UNSUPPORTED = -10, /* valid but not supported by the module (e.g. Core image) */
+    FB_ERR_TIMEOUT = -11,    /* a bench wait ran out (absolute or inactivity timeout) */
+    FB_ERR_CLOSED = -12,     /* port/line/connection closed or gone (unplugged, peer exited) */
+    FB_ERR_LOST = -13,       /* data or events were lost (buffer overflow, sequence gap) */
+    FB_ERR_PROTOCOL = -14    /* the other side answered something the protocol does not allow */
 } fb_status;
 
 #define FB_ERROR_MSG_MAX 400

@@ -1,0 +1,310 @@
+/* fotabench._core.SerialPort's AT engine methods (fotabench/at.h): commands with
+ * sliced, interruptible waits; URC callbacks from the reader thread with the GIL. */
+#include "serialobj.h"
+
+#include "fotabench/clock.h"
+
+static PyObject *module_of(PyObject *self)
+{
+    return PyType_GetModule(Py_TYPE(self));
+}
+
+static PyObject *raise_code(PyObject *op, fb_status code, const char *msg)
+{
+    fb_error err;
+    fb_error_set(&err, code, "%s", msg);
+    return core_raise(module_of(op), &err);
+}
+
+/* Runs on the engine's callback thread (never the port's reader). */
+static void urc_trampoline(void *ctx, const char *line, size_t n, int64_t t_ns)
+{
+    SerialObject *self = ctx;
+    if (self->closing || !self->urc_cb)
+        return;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (Py_IsFinalizing())
+        return;
+#else
+    if (_Py_IsFinalizing())
+        return;
+#endif
+    PyGILState_STATE g = PyGILState_Ensure();
+    PyObject *cb = self->closing ? NULL : Py_XNewRef(self->urc_cb);
+    if (cb) {
+        PyObject *r = PyObject_CallFunction(cb, "y#L", line, (Py_ssize_t)n, (long long)t_ns);
+        if (!r)
+            PyErr_WriteUnraisable(cb);
+        Py_XDECREF(r);
+        Py_DECREF(cb);
+    }
+    PyGILState_Release(g);
+}
+
+void core_serial_at_detach(SerialObject *self)
+{
+    if (!self->at)
+        return;
+    fb_at *at = self->at;
+    self->at = NULL;
+    /* Waits for a callback in progress, which may need the GIL. */
+    Py_BEGIN_ALLOW_THREADS
+    fb_at_free(at);
+    Py_END_ALLOW_THREADS
+}
+
+PyObject *core_at_attach(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"line_max", "queue_max", NULL};
+    SerialObject *self = (SerialObject *)op;
+    Py_ssize_t line_max = 0, queue_max = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nn:at_attach", kwlist, &line_max,
+                                     &queue_max))
+        return NULL;
+    if (line_max < 0 || queue_max < 0)
+        return PyErr_Format(PyExc_ValueError, "line_max and queue_max must be >= 0");
+    if (!self->port || self->closing)
+        return raise_code(op, FB_ERR_CLOSED, "the port is closed");
+    if (self->at)
+        return raise_code(op, FB_ERR_ARG, "an AT engine is already attached to this port");
+    fb_error err;
+    fb_timeline *tl = NULL;
+    if (self->timeline && !(tl = core_timeline_get(module_of(op), self->timeline)))
+        return NULL;
+    fb_at *at;
+    Py_BEGIN_ALLOW_THREADS
+    at = fb_at_new(self->port, tl, NULL, (size_t)line_max, (size_t)queue_max, &err);
+    Py_END_ALLOW_THREADS
+    if (!at)
+        return core_raise(module_of(op), &err);
+    self->at = at;
+    if (fb_at_set_urc_callback(at, urc_trampoline, self, &err) != FB_OK) {
+        core_serial_at_detach(self);
+        return core_raise(module_of(op), &err);
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject *core_at_detach(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    core_serial_at_detach((SerialObject *)op);
+    Py_RETURN_NONE;
+}
+
+static fb_at *need_at(PyObject *op)
+{
+    SerialObject *self = (SerialObject *)op;
+    if (!self->port || self->closing) {
+        raise_code(op, FB_ERR_CLOSED, "the port is closed");
+        return NULL;
+    }
+    if (!self->at) {
+        raise_code(op, FB_ERR_ARG, "no AT engine attached: call at_attach() first");
+        return NULL;
+    }
+    return self->at;
+}
+
+PyObject *core_at_add_urc(PyObject *op, PyObject *arg)
+{
+    fb_at *at = need_at(op);
+    if (!at)
+        return NULL;
+    const char *prefix = PyUnicode_AsUTF8(arg);
+    if (!prefix)
+        return NULL;
+    fb_error err;
+    if (fb_at_add_urc(at, prefix, &err) != FB_OK)
+        return core_raise(module_of(op), &err);
+    Py_RETURN_NONE;
+}
+
+PyObject *core_at_set_urc_callback(PyObject *op, PyObject *arg)
+{
+    SerialObject *self = (SerialObject *)op;
+    if (arg != Py_None && !PyCallable_Check(arg))
+        return PyErr_Format(PyExc_TypeError, "the URC callback must be callable or None");
+    /* Swapped with the GIL held; the trampoline reads it with the GIL held too. */
+    Py_XSETREF(self->urc_cb, arg == Py_None ? NULL : Py_NewRef(arg));
+    Py_RETURN_NONE;
+}
+
+static const char *result_name(fb_at_result r)
+{
+    switch (r) {
+    case FB_AT_OK: return "OK";
+    case FB_AT_ERROR: return "ERROR";
+    case FB_AT_CME_ERROR: return "CME_ERROR";
+    case FB_AT_CMS_ERROR: return "CMS_ERROR";
+    case FB_AT_CUSTOM: return "CUSTOM";
+    case FB_AT_OTHER: return "OTHER";
+    }
+    return "?";
+}
+
+static PyObject *response_tuple(const fb_at_response *r)
+{
+    PyObject *lines = PyList_New((Py_ssize_t)r->count);
+    if (!lines)
+        return NULL;
+    for (size_t i = 0; i < r->count; i++) {
+        PyObject *b = PyBytes_FromStringAndSize(r->lines[i], (Py_ssize_t)r->lens[i]);
+        if (!b) {
+            Py_DECREF(lines);
+            return NULL;
+        }
+        PyList_SET_ITEM(lines, (Py_ssize_t)i, b);
+    }
+    return Py_BuildValue("(sly#NOLL)", result_name(r->result), r->error_code,
+                         r->final ? r->final : "", (Py_ssize_t)r->final_len, lines,
+                         r->echoed ? Py_True : Py_False, (long long)r->t_sent,
+                         (long long)r->t_done);
+}
+
+PyObject *core_at_command(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"cmd", "timeout", "inactivity", "terminator", NULL};
+    SerialObject *self = (SerialObject *)op;
+    const char *cmd, *terminator = NULL;
+    PyObject *timeout_arg = Py_None, *inact_arg = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|OOz:at_command", kwlist, &cmd,
+                                     &timeout_arg, &inact_arg, &terminator))
+        return NULL;
+    long long timeout, inactivity;
+    if (core_timeout_arg(timeout_arg, "timeout", &timeout) < 0 ||
+        core_timeout_arg(inact_arg, "inactivity", &inactivity) < 0)
+        return NULL;
+    fb_at *at = need_at(op);
+    if (!at || core_serial_enter(self) < 0)
+        return NULL;
+    fb_error err;
+    fb_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = fb_at_start(at, cmd, terminator, &err);
+    Py_END_ALLOW_THREADS
+    if (st != FB_OK) {
+        core_serial_leave(self);
+        return core_raise(module_of(op), &err);
+    }
+    int64_t deadline = timeout < 0 ? 0 : fb_now_ns() + timeout;
+    fb_at_response resp;
+    int done = 0;
+    for (;;) {
+        int64_t slice = fb_now_ns() + CORE_WAIT_SLICE_NS;
+        Py_BEGIN_ALLOW_THREADS
+        st = fb_at_wait(at, slice, deadline, inactivity < 0 ? 0 : inactivity, &resp, &done,
+                        &err);
+        Py_END_ALLOW_THREADS
+        if (st != FB_OK || done)
+            break;
+        if (self->closing) {
+            fb_at_cancel(at);
+            st = fb_error_set(&err, FB_ERR_CLOSED, "the port was closed during '%.60s'", cmd);
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            fb_at_cancel(at);
+            core_serial_leave(self);
+            return NULL;
+        }
+    }
+    core_serial_leave(self);
+    if (st != FB_OK)
+        return core_raise(module_of(op), &err);
+    PyObject *t = response_tuple(&resp);
+    fb_at_response_free(&resp);
+    return t;
+}
+
+PyObject *core_at_next_line(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"timeout", NULL};
+    SerialObject *self = (SerialObject *)op;
+    PyObject *timeout_arg = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:at_next_line", kwlist, &timeout_arg))
+        return NULL;
+    long long timeout = 0;
+    if (timeout_arg && core_timeout_arg(timeout_arg, "timeout", &timeout) < 0)
+        return NULL;
+    fb_at *at = need_at(op);
+    if (!at || core_serial_enter(self) < 0)
+        return NULL;
+    int64_t deadline = timeout < 0 ? INT64_MAX : fb_now_ns() + timeout;
+    char *line = NULL;
+    size_t n = 0;
+    int64_t t = 0;
+    int urc = 0;
+    fb_error err;
+    fb_status st;
+    for (;;) {
+        int64_t now = fb_now_ns();
+        int64_t slice = now + CORE_WAIT_SLICE_NS < deadline ? now + CORE_WAIT_SLICE_NS : deadline;
+        Py_BEGIN_ALLOW_THREADS
+        st = fb_at_next_line(at, timeout == 0 ? 0 : slice, &line, &n, &t, &urc, &err);
+        Py_END_ALLOW_THREADS
+        if (st != FB_OK || line || timeout == 0 || fb_now_ns() >= deadline)
+            break;
+        if (self->closing) {
+            st = fb_error_set(&err, FB_ERR_CLOSED, "the port was closed while waiting");
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {
+            core_serial_leave(self);
+            return NULL;
+        }
+    }
+    core_serial_leave(self);
+    if (st != FB_OK)
+        return core_raise(module_of(op), &err);
+    if (!line)
+        Py_RETURN_NONE;
+    PyObject *r = Py_BuildValue("(y#LO)", line, (Py_ssize_t)n, (long long)t,
+                                urc ? Py_True : Py_False);
+    free(line);
+    return r;
+}
+
+PyObject *core_at_partial(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    fb_at *at = need_at(op);
+    if (!at)
+        return NULL;
+    char buf[FB_AT_LINE_MAX_DEFAULT];
+    size_t n = fb_at_partial(at, buf, sizeof buf);
+    return PyBytes_FromStringAndSize(buf, (Py_ssize_t)(n < sizeof buf ? n : sizeof buf));
+}
+
+PyObject *core_at_wait_rx(PyObject *op, PyObject *args)
+{
+    SerialObject *self = (SerialObject *)op;
+    unsigned long long since;
+    PyObject *timeout_arg;
+    if (!PyArg_ParseTuple(args, "KO:at_wait_rx", &since, &timeout_arg))
+        return NULL;
+    long long timeout;
+    if (core_timeout_arg(timeout_arg, "timeout", &timeout) < 0)
+        return NULL;
+    fb_at *at = need_at(op);
+    if (!at || core_serial_enter(self) < 0)
+        return NULL;
+    int64_t deadline = timeout < 0 ? INT64_MAX : fb_now_ns() + timeout;
+    uint64_t n;
+    for (;;) {
+        int64_t now = fb_now_ns();
+        int64_t slice = now + CORE_WAIT_SLICE_NS < deadline ? now + CORE_WAIT_SLICE_NS : deadline;
+        Py_BEGIN_ALLOW_THREADS
+        fb_at_wait_rx(at, since, slice);
+        n = fb_at_rx_count(at);
+        Py_END_ALLOW_THREADS
+        if (n != since || fb_now_ns() >= deadline || self->closing)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            core_serial_leave(self);
+            return NULL;
+        }
+    }
+    core_serial_leave(self);
+    return PyLong_FromUnsignedLongLong(n);
+}

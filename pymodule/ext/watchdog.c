@@ -1,0 +1,331 @@
+/* fotabench._core.WatchdogMonitor: the C core's fb_watchdog on a GpioLine (live) or
+ * fed by hand (recorded waveforms). */
+#include "gpioobj.h"
+
+#include <time.h>
+
+#include "fotabench/clock.h"
+
+typedef struct {
+    PyObject_HEAD
+    fb_watchdog *w;
+    PyObject *line;     /* the GpioLine watched, or NULL */
+    PyObject *timeline; /* or NULL */
+    int live_attached;  /* listening to the line */
+    int closing;
+    int inflight;       /* calls in progress with the GIL released (close waits) */
+} WatchdogObject;
+
+static PyObject *module_of(PyObject *self)
+{
+    return PyType_GetModule(Py_TYPE(self));
+}
+
+static PyObject *result_dict(const fb_watchdog_result *r)
+{
+    return Py_BuildValue(
+        "{s:L,s:L,s:K,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:O,s:O,s:K,s:O}", "start_ns",
+        (long long)r->start_ns, "stop_ns", (long long)r->stop_ns, "edges",
+        (unsigned long long)r->edges, "longest_gap_ns", (long long)r->longest_gap_ns,
+        "longest_gap_at_ns", (long long)r->longest_gap_at_ns, "shortest_interval_ns",
+        (long long)r->shortest_interval_ns, "mean_interval_ns", (long long)r->mean_interval_ns,
+        "first_edge_ns", (long long)r->first_edge_ns, "last_edge_ns",
+        (long long)r->last_edge_ns, "timeout_ns", (long long)r->timeout_ns, "over_two_thirds",
+        r->over_two_thirds ? Py_True : Py_False, "over_timeout",
+        r->over_timeout ? Py_True : Py_False, "lost", (unsigned long long)r->lost, "running",
+        r->running ? Py_True : Py_False);
+}
+
+static PyObject *wd_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"line", "timeout", "timeline", "source", "start_ns", NULL};
+    PyObject *line = Py_None, *timeline = Py_None;
+    double timeout = 1.6;
+    const char *source = NULL;
+    long long start_ns = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OdOzL:WatchdogMonitor", kwlist, &line,
+                                     &timeout, &timeline, &source, &start_ns))
+        return NULL;
+    if (!(timeout > 0) || timeout > 3600)
+        return PyErr_Format(PyExc_ValueError, "timeout must be in (0, 3600] s");
+    if (start_ns < 0)
+        return PyErr_Format(PyExc_ValueError, "start_ns must be >= 0");
+    PyObject *module = PyType_GetModule(type);
+    fb_timeline *tl = NULL;
+    if (timeline != Py_None && !(tl = core_timeline_get(module, timeline)))
+        return NULL;
+    GpioLineObject *lo = NULL;
+    if (line != Py_None) {
+        if (core_gpio_line_check(module, line, &lo) < 0)
+            return NULL;
+        if (start_ns)
+            return PyErr_Format(PyExc_ValueError, "start_ns is for recorded waveforms, not a "
+                                                  "live line");
+    }
+    WatchdogObject *self = (WatchdogObject *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    if (timeline != Py_None)
+        self->timeline = Py_NewRef(timeline);
+    fb_error err;
+    fb_watchdog *w;
+    int64_t t = (int64_t)(timeout * 1e9);
+    Py_BEGIN_ALLOW_THREADS
+    w = lo ? fb_watchdog_watch(lo->line, t, tl, source, &err)
+           : fb_watchdog_new(t, start_ns, tl, source, &err);
+    Py_END_ALLOW_THREADS
+    if (!w) {
+        Py_DECREF(self);
+        return core_raise(module, &err);
+    }
+    self->w = w;
+    if (lo) {
+        if (PyList_Append(lo->monitors, (PyObject *)self) < 0) {
+            Py_DECREF(self);
+            return NULL;
+        }
+        self->line = Py_NewRef(line);
+        self->live_attached = 1;
+    }
+    return (PyObject *)self;
+}
+
+void core_watchdog_detach(PyObject *op)
+{
+    WatchdogObject *self = (WatchdogObject *)op;
+    if (!self->w || !self->live_attached)
+        return;
+    self->live_attached = 0;
+    fb_watchdog *w = self->w;
+    Py_BEGIN_ALLOW_THREADS
+    fb_watchdog_stop(w, 0, NULL);
+    Py_END_ALLOW_THREADS
+}
+
+static void drop_from_line(WatchdogObject *self)
+{
+    if (!self->line)
+        return;
+    GpioLineObject *lo = (GpioLineObject *)self->line;
+    if (lo->monitors) {
+        Py_ssize_t i = PySequence_Index(lo->monitors, (PyObject *)self);
+        if (i >= 0)
+            PySequence_DelItem(lo->monitors, i);
+        else
+            PyErr_Clear();
+    }
+}
+
+static void wd_close(WatchdogObject *self)
+{
+    self->closing = 1;
+    while (self->inflight > 0) { /* waits end within one slice once `closing` is set */
+        Py_BEGIN_ALLOW_THREADS
+        struct timespec ts = {0, 5 * 1000000L};
+        nanosleep(&ts, NULL);
+        Py_END_ALLOW_THREADS
+    }
+    core_watchdog_detach((PyObject *)self);
+    if (self->w) {
+        fb_watchdog *w = self->w;
+        self->w = NULL;
+        Py_BEGIN_ALLOW_THREADS
+        fb_watchdog_free(w);
+        Py_END_ALLOW_THREADS
+    }
+}
+
+static int wd_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    WatchdogObject *self = (WatchdogObject *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->line);
+    Py_VISIT(self->timeline);
+    return 0;
+}
+
+static int wd_clear(PyObject *op)
+{
+    WatchdogObject *self = (WatchdogObject *)op;
+    wd_close(self);
+    Py_CLEAR(self->line);
+    Py_CLEAR(self->timeline);
+    return 0;
+}
+
+static void wd_dealloc(PyObject *op)
+{
+    PyTypeObject *tp = Py_TYPE(op);
+    PyObject_GC_UnTrack(op);
+    wd_clear(op);
+    tp->tp_free(op);
+    Py_DECREF(tp);
+}
+
+static int need(WatchdogObject *self)
+{
+    if (!self->w || self->closing) {
+        fb_error err;
+        fb_error_set(&err, FB_ERR_CLOSED, "the watchdog monitor is closed");
+        core_raise(module_of((PyObject *)self), &err);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *wd_feed(PyObject *op, PyObject *arg)
+{
+    WatchdogObject *self = (WatchdogObject *)op;
+    long long t = PyLong_AsLongLong(arg);
+    if ((t == -1 && PyErr_Occurred()) || need(self) < 0)
+        return NULL;
+    fb_watchdog_feed(self->w, t);
+    Py_RETURN_NONE;
+}
+
+static PyObject *wd_stop(PyObject *op, PyObject *args)
+{
+    WatchdogObject *self = (WatchdogObject *)op;
+    long long stop_ns = 0;
+    if (!PyArg_ParseTuple(args, "|L:stop", &stop_ns) || need(self) < 0)
+        return NULL;
+    fb_watchdog_result r;
+    fb_watchdog *w = self->w;
+    self->live_attached = 0;
+    self->inflight++;
+    Py_BEGIN_ALLOW_THREADS
+    fb_watchdog_stop(w, stop_ns, &r);
+    Py_END_ALLOW_THREADS
+    self->inflight--;
+    drop_from_line(self);
+    return result_dict(&r);
+}
+
+static PyObject *wd_result(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    WatchdogObject *self = (WatchdogObject *)op;
+    if (need(self) < 0)
+        return NULL;
+    fb_watchdog_result r;
+    fb_watchdog_get(self->w, &r);
+    return result_dict(&r);
+}
+
+static PyObject *wd_intervals(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    WatchdogObject *self = (WatchdogObject *)op;
+    if (need(self) < 0)
+        return NULL;
+    for (;;) {
+        size_t n = fb_watchdog_intervals(self->w, NULL, 0);
+        int64_t *buf = PyMem_Malloc((n ? n : 1) * sizeof *buf);
+        if (!buf)
+            return PyErr_NoMemory();
+        size_t m = fb_watchdog_intervals(self->w, buf, n);
+        if (m > n) { /* grew meanwhile */
+            PyMem_Free(buf);
+            continue;
+        }
+        PyObject *list = PyList_New((Py_ssize_t)m);
+        for (size_t i = 0; list && i < m; i++) {
+            PyObject *v = PyLong_FromLongLong(buf[i]);
+            if (!v) {
+                Py_CLEAR(list);
+                break;
+            }
+            PyList_SET_ITEM(list, (Py_ssize_t)i, v);
+        }
+        PyMem_Free(buf);
+        return list;
+    }
+}
+
+static PyObject *wd_wait_stall(PyObject *op, PyObject *args)
+{
+    WatchdogObject *self = (WatchdogObject *)op;
+    double threshold;
+    PyObject *timeout_arg = Py_None;
+    if (!PyArg_ParseTuple(args, "d|O:wait_stall", &threshold, &timeout_arg))
+        return NULL;
+    long long timeout;
+    if (core_timeout_arg(timeout_arg, "timeout", &timeout) < 0 || need(self) < 0)
+        return NULL;
+    int64_t deadline = timeout < 0 ? INT64_MAX : fb_now_ns() + timeout;
+    int64_t th = (int64_t)(threshold * 1e9);
+    int stalled = 0;
+    int64_t gap = 0;
+    fb_watchdog *w = self->w;
+    self->inflight++;
+    for (;;) {
+        int64_t now = fb_now_ns();
+        int64_t slice = now + CORE_WAIT_SLICE_NS < deadline ? now + CORE_WAIT_SLICE_NS : deadline;
+        Py_BEGIN_ALLOW_THREADS
+        fb_watchdog_wait_stall(w, th, slice, &stalled, &gap);
+        Py_END_ALLOW_THREADS
+        if (stalled || fb_now_ns() >= deadline || self->closing)
+            break;
+        fb_watchdog_result r;
+        fb_watchdog_get(w, &r);
+        if (!r.running)
+            break;
+        if (PyErr_CheckSignals() < 0) {
+            self->inflight--;
+            return NULL;
+        }
+    }
+    self->inflight--;
+    if (!stalled)
+        Py_RETURN_NONE;
+    return PyLong_FromLongLong(gap);
+}
+
+static PyObject *wd_close_m(PyObject *op, PyObject *unused)
+{
+    (void)unused;
+    WatchdogObject *self = (WatchdogObject *)op;
+    wd_close(self);
+    drop_from_line(self);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef wd_methods[] = {
+    {"feed", wd_feed, METH_O, "feed(t_ns) -> None\n\nOne edge (recorded waveforms)."},
+    {"stop", wd_stop, METH_VARARGS, "stop(stop_ns=0) -> dict\n\nEnd the watch; the verdict."},
+    {"result", wd_result, METH_NOARGS, "result() -> dict\n\nThe figures so far."},
+    {"intervals", wd_intervals, METH_NOARGS, "intervals() -> list of ns between edges"},
+    {"wait_stall", wd_wait_stall, METH_VARARGS,
+     "wait_stall(threshold_s, timeout=None) -> gap_ns or None\n\nReturn when the current gap "
+     "exceeds threshold_s (None at the timeout or after stop)."},
+    {"close", wd_close_m, METH_NOARGS, "close() -> None"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot wd_slots[] = {
+    {Py_tp_doc, "WatchdogMonitor(line=None, timeout=1.6, timeline=None, source=None, "
+                "start_ns=0)\n--\n\nThe C core's watchdog monitor. The Python API is "
+                "fotabench.WatchdogMonitor."},
+    {Py_tp_new, wd_new},
+    {Py_tp_dealloc, wd_dealloc},
+    {Py_tp_traverse, wd_traverse},
+    {Py_tp_clear, wd_clear},
+    {Py_tp_methods, wd_methods},
+    {0, NULL},
+};
+
+static PyType_Spec wd_spec = {
+    .name = "fotabench._core.WatchdogMonitor",
+    .basicsize = sizeof(WatchdogObject),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_IMMUTABLETYPE,
+    .slots = wd_slots,
+};
+
+int core_add_watchdog_type(PyObject *module)
+{
+    core_state *st = core_get_state(module);
+    st->watchdog_type = PyType_FromModuleAndSpec(module, &wd_spec, NULL);
+    if (!st->watchdog_type)
+        return -1;
+    return PyModule_AddType(module, (PyTypeObject *)st->watchdog_type);
+}
