@@ -1,0 +1,19 @@
+/* fotabench clean-room declarations: OpenCPU return codes (opencpu-fota.md §8). */
+#ifndef QL_ERROR_H
+#define QL_ERROR_H
+
+#define QL_RET_OK 0
+#define QL_RET_ERR_PARAM (-1)
+#define QL_RET_ERR_INVALID_OP (-6)
+#define QL_RET_ERR_RAW_FLASH_OVERRANGE (-8001)
+#define QL_RET_ERR_RAW_FLASH_UNINITIALIZED (-8002)
+#define QL_RET_ERR_RAW_FLASH_UNKNOWN (-8003)
+#define QL_RET_ERR_RAW_FLASH_INVALIDBLOCKID (-8004)
+#define QL_RET_ERR_RAW_FLASH_PARAMETER (-8005)
+#define QL_RET_ERR_RAW_FLASH_ERASEFAIL (-8006)
+#define QL_RET_ERR_RAW_FLASH_WRITEFAIL (-8007)
+#define QL_RET_ERR_RAW_FLASH_READFAIL (-8008)
+#define QL_RET_ERR_RAW_FLASH_MAXLENGATH (-8009)
+#define QL_RET_NOT_SUPPORT (-10000)
+
+#endif

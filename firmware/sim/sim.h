@@ -1,0 +1,104 @@
+/* fotabench virtual module: internals shared by the board (board.c) and the simulated
+ * OpenCPU runtime that runs in the module process (module.c, ql_api.c, ril.c, fota.c). */
+#ifndef FB_SIM_H
+#define FB_SIM_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <limits.h>
+
+#define SIM_MODEL "M66"
+
+struct sim_cfg {
+    char state[PATH_MAX];   /* absolute path of the state directory (flash) */
+    char app[PATH_MAX];     /* --app, absolute, or "" */
+    int fast;               /* --boot-timing fast: every core delay / 100 */
+    double link_rate_bps;   /* downlink bits/s; 0 = unlimited */
+    int latency_ms;         /* added before every connection set-up */
+    int attach_fail;        /* GPRS never attaches */
+    int pdp_fail;           /* AT+QIACT fails */
+    double wdt_timeout;     /* external watchdog chip timeout, s; 0 = no chip */
+    int http_timeout_s;     /* HTTP: seconds without data before failure (module: 120) */
+    int ftp_retry_ms;       /* FTP: pause between connection tries (module: 2000) */
+    double flash_rate;      /* boot loader copy speed, bytes/s; 0 = instant */
+    int power_on;           /* power the module on at start */
+    int reflash;            /* write --app into the app area even if one is there */
+};
+extern struct sim_cfg g_cfg;
+
+/* Events the module process sends to the board over a pipe (one write each). */
+enum { EV_WDI = 1, EV_STATUS = 2 };
+struct sim_event {
+    uint8_t type;
+    uint8_t value;
+    uint8_t pad[6];
+    int64_t t_ns;
+};
+
+/* Exit codes of the module process. */
+#define MODULE_EXIT_POWERDOWN 0
+#define MODULE_EXIT_REBOOT 3
+
+int64_t sim_now_ns(void);
+void sim_sleep_ms(int64_t ms);
+/* A core delay of the real module (ms), scaled by --boot-timing. */
+int64_t sim_core_ms(int64_t real_ms);
+
+/* module.c */
+void module_main(int uart1_fd, int uart2_fd, int ev_fd) __attribute__((noreturn));
+void module_reboot(void) __attribute__((noreturn));
+void module_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+void module_uart_write(int port, const void *data, size_t len);
+int module_port_fd(int port);
+
+/* The runtime's message queue (main task). */
+enum { Q_MSG = 1, Q_UART, Q_FOTA_CB };
+struct q_item {
+    int kind;
+    uint32_t message, param1, param2;
+    int port;
+    int state, percent;
+};
+void rt_post(const struct q_item *item);
+void rt_post_msg(uint32_t message, uint32_t param1, uint32_t param2);
+
+/* watchdog feeding (module.c) */
+enum { FEED_NONE = 0, FEED_CORE = 1, FEED_APP = 2 };
+void wd_set_core_feeding(int on);
+int wd_app_init(int pin, int interval_ms);
+int wd_logic_start(int interval_ms);
+void wd_logic_feed(int id);
+void wd_logic_stop(int id);
+void wd_set_level(int level);
+int wd_pin(void);
+
+/* network state (ril.c) */
+struct net_state {
+    int creg;     /* 0,<creg> */
+    int cgatt;
+    int pdp;
+};
+extern struct net_state g_net;
+void net_start(void);  /* core thread: registration URCs on the boot schedule */
+typedef void (*ril_emit_fn)(const char *line, void *ud);
+/* Run one AT command line; emits every response line including the final one.
+ * Returns 0 (OK) or -1 (error). */
+int ril_exec(const char *line, ril_emit_fn emit, void *ud);
+
+/* The core's FTP client behind AT+QFTP* (ril.c), used by FOTA too. */
+int ftp_open(const char *host, int port, const char *user, const char *pass);
+int ftp_set_path(const char *path);
+long long ftp_size(const char *file);
+/* Fetch into RAM; *out malloc'd; returns length or negative. */
+long long ftp_get(const char *file, long long size, unsigned char **out);
+void ftp_close(void);
+int pdp_activate(void);
+
+/* fota.c */
+void fota_dispatch(int state, int percent); /* main task: run the app callback */
+
+/* link model */
+void link_before_connect(void);
+void link_pace(int64_t t0, long long bytes); /* token bucket on received bytes */
+
+#endif

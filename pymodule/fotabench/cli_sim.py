@@ -1,0 +1,55 @@
+"""`fotabench sim`: run one virtual module (the board program of firmware/sim)."""
+from __future__ import annotations
+
+import os
+import sys
+
+from .sim import board_args, sim_binary, _child_env
+
+
+def cmd_sim(args) -> None:
+    binary = sim_binary()
+    if not binary.exists():
+        print(f"fotabench: error: {binary} not found: build it with `make -C firmware sim`",
+              file=sys.stderr)
+        raise SystemExit(1)
+    argv = [os.fspath(binary)] + board_args(
+        args.app, args.state, boot_timing=args.boot_timing, link_rate=args.link_rate,
+        latency_ms=args.latency_ms, attach_fail=args.attach_fail, pdp_fail=args.pdp_fail,
+        wdt_timeout=args.wdt_timeout, http_timeout=args.http_timeout,
+        ftp_retry_ms=args.ftp_retry_ms, flash_rate=args.flash_rate,
+        power=None if args.power is None else args.power == "on", reflash=args.reflash)
+    sys.stdout.flush()
+    # The board prints the JSON line and runs until SIGTERM/SIGINT: become it.
+    os.execve(argv[0], argv, _child_env())
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser(
+        "sim", help="run a virtual module (prints one JSON line, runs until SIGTERM)",
+        description="Power on a virtual M66 module running the bench agent. Prints one JSON "
+                    "line (uart1, uart2, gpio, pid, state), then runs until SIGTERM or SIGINT. "
+                    "The state directory keeps the module's flash between runs.")
+    p.add_argument("--app", help="app image (flashed when the state's app area is empty)")
+    p.add_argument("--state", required=True, help="state directory (the module's flash)")
+    p.add_argument("--boot-timing", choices=["real", "fast"], default=None,
+                   help="core delays as on a module (default) or divided by 100")
+    p.add_argument("--link-rate", default=None,
+                   help="downlink bits/s or 'unlimited' (default 50000)")
+    p.add_argument("--latency-ms", type=int, default=None,
+                   help="added before each connection set-up (default 300)")
+    p.add_argument("--attach-fail", action="store_true", help="GPRS never attaches")
+    p.add_argument("--pdp-fail", action="store_true", help="PDP activation fails")
+    p.add_argument("--wdt-timeout", type=float, default=None,
+                   help="external watchdog timeout in s, 0 = no chip (default 1.6)")
+    p.add_argument("--http-timeout", type=int, default=None,
+                   help="HTTP seconds without data before failure (default 120)")
+    p.add_argument("--ftp-retry-ms", type=int, default=None,
+                   help="pause between FTP connection tries (default 2000)")
+    p.add_argument("--flash-rate", type=float, default=None,
+                   help="boot loader copy speed, bytes/s (0 = instant)")
+    p.add_argument("--power", choices=["on", "off"], default=None,
+                   help="power the module on at start (default on)")
+    p.add_argument("--reflash", action="store_true",
+                   help="write --app into the app area even if one is there")
+    p.set_defaults(func=cmd_sim)

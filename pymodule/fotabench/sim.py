@@ -1,0 +1,258 @@
+"""The virtual module: fotabench's bench agent on the simulated OpenCPU runtime.
+
+``VirtualModule`` starts the board program (``firmware/build/fotabench-sim``, built by
+``make -C firmware sim``), reads its JSON line and gives the module's UART paths and
+power helpers over its virtual lines (``gpio.sock``, docs/architecture.md)::
+
+    with VirtualModule("app.bin", "state/", boot_timing="fast") as vm:
+        print(vm.uart1)          # /dev/pts/N: the bench agent's protocol
+        vm.cut_power()           # VBAT off: the module dies at once, flash kept
+        vm.power_on()            # VBAT on, PWRKEY low 1.2 s
+
+The board process never outlives the object: ``stop()`` (SIGTERM, then SIGKILL) runs on
+exit from the ``with`` block and on any error while starting.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+__all__ = ["VirtualModule", "SimError", "sim_binary"]
+
+_ROOT = Path(__file__).resolve().parents[2]
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+class SimError(RuntimeError):
+    """The board program could not be started or did not answer."""
+
+
+def sim_binary() -> Path:
+    """The board program: $FOTABENCH_SIM, else the build of this checkout (the ASan
+    build when FOTABENCH_SANITIZE=1)."""
+    env = os.environ.get("FOTABENCH_SIM")
+    if env:
+        return Path(env)
+    sub = "build/asan" if os.environ.get("FOTABENCH_SANITIZE") == "1" else "build"
+    return _ROOT / "firmware" / sub / "fotabench-sim"
+
+
+def _child_env() -> dict:
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)  # the ASan test pass preloads libasan into Python only
+    return env
+
+
+def board_args(app: Optional[PathLike], state: PathLike, *, boot_timing: Optional[str] = None,
+               link_rate: Union[int, str, None] = None, latency_ms: Optional[int] = None,
+               attach_fail: bool = False, pdp_fail: bool = False,
+               wdt_timeout: Optional[float] = None, http_timeout: Optional[int] = None,
+               ftp_retry_ms: Optional[int] = None, flash_rate: Optional[float] = None,
+               power: Optional[bool] = None, reflash: bool = False) -> list:
+    """Command-line options of the board program (None = its default)."""
+    args = ["--state", os.fspath(state)]
+    if app is not None:
+        args += ["--app", os.fspath(app)]
+    if boot_timing is not None:
+        args += ["--boot-timing", boot_timing]
+    if link_rate is not None:
+        args += ["--link-rate", str(link_rate)]
+    if latency_ms is not None:
+        args += ["--latency-ms", str(int(latency_ms))]
+    if attach_fail:
+        args.append("--attach-fail")
+    if pdp_fail:
+        args.append("--pdp-fail")
+    if wdt_timeout is not None:
+        args += ["--wdt-timeout", str(wdt_timeout)]
+    if http_timeout is not None:
+        args += ["--http-timeout", str(int(http_timeout))]
+    if ftp_retry_ms is not None:
+        args += ["--ftp-retry-ms", str(int(ftp_retry_ms))]
+    if flash_rate is not None:
+        args += ["--flash-rate", str(flash_rate)]
+    if power is not None:
+        args += ["--power", "on" if power else "off"]
+    if reflash:
+        args.append("--reflash")
+    return args
+
+
+class VirtualModule:
+    """One virtual M66 module running the bench agent. Keyword options are the board
+    program's (``fotabench sim --help``); ``extra_args`` are passed as they are."""
+
+    def __init__(self, app: Optional[PathLike], state: PathLike, *,
+                 binary: Optional[PathLike] = None, start_timeout: float = 10.0,
+                 extra_args: Sequence[str] = (), stderr=None, **options):
+        self.app = app
+        self.state = Path(state)
+        self.binary = Path(binary) if binary else sim_binary()
+        self.args = board_args(app, state, **options) + list(extra_args)
+        self.start_timeout = start_timeout
+        self._stderr = stderr
+        self.proc: Optional[subprocess.Popen] = None
+        self.info: dict = {}
+        self._sock: Optional[socket.socket] = None
+        self._sock_buf = b""
+        self._lock = threading.Lock()
+
+    # -- life cycle ----------------------------------------------------------------
+    def start(self) -> "VirtualModule":
+        if self.proc is not None:
+            raise SimError("already started")
+        if not self.binary.exists():
+            raise SimError(f"{self.binary} not found: build it with `make -C firmware sim`")
+        self.proc = subprocess.Popen([os.fspath(self.binary), *self.args],
+                                     stdout=subprocess.PIPE, stderr=self._stderr,
+                                     stdin=subprocess.DEVNULL, env=_child_env())
+        try:
+            assert self.proc.stdout is not None
+            fd = self.proc.stdout.fileno()
+            poller = select.poll()  # not select(): a station may hold > 1024 fds
+            poller.register(fd, select.POLLIN)
+            ready = poller.poll(self.start_timeout * 1000)
+            line = self.proc.stdout.readline() if ready else b""
+            if not line:
+                code = self.proc.poll()
+                raise SimError(f"board program gave no JSON line (exit {code})")
+            self.info = json.loads(line)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 5.0) -> Optional[int]:
+        """SIGTERM the board (it kills the module and removes gpio.sock), SIGKILL if it
+        does not end within timeout. Returns its exit code."""
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout:
+            proc.stdout.close()
+        return proc.returncode
+
+    def __enter__(self) -> "VirtualModule":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def __del__(self):
+        if getattr(self, "proc", None) is not None:
+            try:
+                self.stop(timeout=1.0)
+            except Exception:
+                pass
+
+    # -- what the JSON line says -----------------------------------------------------
+    @property
+    def uart1(self) -> str:
+        return self.info["uart1"]
+
+    @property
+    def uart2(self) -> str:
+        return self.info["uart2"]
+
+    @property
+    def gpio(self) -> str:
+        return self.info["gpio"]
+
+    @property
+    def pid(self) -> int:
+        return self.info["pid"]
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    # -- virtual lines ----------------------------------------------------------------
+    def _connect(self) -> socket.socket:
+        if self._sock is None:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            path = self.gpio
+            if len(path.encode()) > 100:  # sun_path limit: go through the directory's fd
+                dfd = os.open(os.path.dirname(path), os.O_RDONLY)
+                try:
+                    s.connect(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
+                finally:
+                    os.close(dfd)
+            else:
+                s.connect(path)
+            self._sock = s
+            self._sock_buf = b""
+        return self._sock
+
+    def command(self, text: str, timeout: float = 5.0) -> str:
+        """Send one gpio.sock command; return its answer (EDGE events are skipped)."""
+        with self._lock:
+            s = self._connect()
+            s.sendall(text.encode() + b"\n")
+            deadline = time.monotonic() + timeout
+            while True:
+                while b"\n" in self._sock_buf:
+                    line, self._sock_buf = self._sock_buf.split(b"\n", 1)
+                    word = line.split(b" ", 1)[0]
+                    if word in (b"OK", b"ERR", b"VAL"):
+                        return line.decode()
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise SimError(f"no answer to {text!r}")
+                s.settimeout(left)
+                chunk = s.recv(4096)
+                if not chunk:
+                    raise SimError("gpio.sock closed")
+                self._sock_buf += chunk
+
+    def set_line(self, name: str, value: int) -> int:
+        """Drive an input line; returns the CLOCK_MONOTONIC ns it was applied at."""
+        answer = self.command(f"SET {name} {int(value)}")
+        if not answer.startswith("OK "):
+            raise SimError(answer)
+        return int(answer.split()[1])
+
+    def get_line(self, name: str) -> int:
+        answer = self.command(f"GET {name}")
+        if not answer.startswith("VAL "):
+            raise SimError(answer)
+        return int(answer.split()[2])
+
+    def power_on(self, hold: float = 1.2) -> None:
+        """VBAT on, then PWRKEY low for `hold` s (the M66 needs >= 1 s)."""
+        self.set_line("VBAT", 1)
+        self.set_line("PWRKEY", 0)
+        time.sleep(hold)
+        self.set_line("PWRKEY", 1)
+
+    def power_off(self, pulse: float = 0.85) -> None:
+        """A PWRKEY low pulse of 0.7-1 s: a normal power-down."""
+        self.set_line("PWRKEY", 0)
+        time.sleep(pulse)
+        self.set_line("PWRKEY", 1)
+
+    def cut_power(self) -> int:
+        """VBAT off: the module stops at once; the flash keeps what was written."""
+        return self.set_line("VBAT", 0)
+
+    def reset(self, pulse: float = 0.1) -> None:
+        self.set_line("RESET", 0)
+        time.sleep(pulse)
+        self.set_line("RESET", 1)

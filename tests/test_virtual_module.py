@@ -1,0 +1,641 @@
+"""The virtual module: the bench agent on the simulated OpenCPU runtime, driven over its
+pseudo-terminals and virtual lines like a real module on a bench.
+
+Expected state sequences come from shared/spec/opencpu-fota.md §2 (what the SDK really
+reports), not from the simulator."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+import fotabench
+from fotabench.sim import VirtualModule
+
+from vm_helpers import (ROOT, LineWatcher, PackageFtpServer, PackageHttpServer, Uart,
+                        build_app, collect_states, make_env, wait_ready)
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux ptys")
+
+FAST = dict(boot_timing="fast", link_rate="unlimited", latency_ms=0)
+GFH = 64
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("vm_images")
+    v1 = build_app("1.0.0", d / "app_v1.bin")
+    v2 = build_app("2.0.0", d / "app_v2.bin")
+    pkg = d / "v2.bin"
+    fotabench.Package.build(v2, pkg)
+    return {"v1": v1, "v2": v2, "pkg": pkg, "dir": d}
+
+
+@pytest.fixture
+def state_dir():
+    # short paths: the pty and socket paths go into JSON and sun_path
+    d = tempfile.mkdtemp(prefix="fbvm")
+    yield Path(d)
+    subprocess.run(["rm", "-rf", d])
+
+
+@pytest.fixture
+def http():
+    server = PackageHttpServer()
+    yield server
+    server.close()
+
+
+def start(images, state, **opts):
+    options = dict(FAST)
+    options.update(opts)
+    return VirtualModule(images["v1"], state, **options)
+
+
+def http_url(server, name="/v2.bin", host="127.0.0.1"):
+    return f"http://{host}:{server.port}{name}"
+
+
+def upgrade(uart, url, reboot=None, timeout=30.0):
+    cmd = f'AT+FBUPG="{url}"' + ("" if reboot is None else f",{reboot}")
+    assert uart.command(cmd) == ["OK"]
+    return collect_states(uart, timeout=timeout)
+
+
+def assert_http_sequence(states, ip_literal=True):
+    """opencpu-fota.md §2 HTTP: START, [CONNECTING if IP], CONNECTED, GETTING_FILE(0),
+    GETTING_FILE(multiples of 5, never decreasing), GETTING_FILE(100), SYSTEM_REBOOT(100);
+    never GET_FILE_OK."""
+    head = [("UP_START", 0)] + ([("UP_CONNECTING", 0)] if ip_literal else []) + \
+        [("UP_CONNECTED", 0), ("UP_GETTING_FILE", 0)]
+    assert states[:len(head)] == head, states
+    assert states[-1] == ("UP_SYSTEM_REBOOT", 100), states
+    progress = states[len(head):-1]
+    assert progress and all(s == "UP_GETTING_FILE" for s, _ in progress), states
+    pcts = [p for _, p in progress]
+    assert all(p % 5 == 0 for p in pcts) and pcts == sorted(pcts) and pcts[-1] == 100
+    assert "UP_GET_FILE_OK" not in [s for s, _ in states]
+
+
+# --- boot ---------------------------------------------------------------------------
+
+def test_boot_json_urcs_and_version(images, state_dir):
+    with start(images, state_dir) as vm:
+        assert set(vm.info) >= {"uart1", "uart2", "gpio", "pid", "state"}
+        assert vm.info["pid"] == vm.proc.pid
+        assert Path(vm.info["state"]) == state_dir.resolve()
+        assert os.path.exists(vm.uart1) and os.path.exists(vm.uart2)
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            seen = [l for _, l in u.history]
+            order = ["RDY", '+FBREADY: "1.0.0"', "+CFUN: 1", "+CPIN: READY", "Call Ready",
+                     "SMS Ready", "+CREG: 1", "+CGREG: 1"]
+            idx = [next(i for i, l in enumerate(seen) if l.startswith(o)) for o in order]
+            assert idx == sorted(idx), seen
+            ver = u.command("AT+FBVER?")
+            assert re.fullmatch(r'\+FBVER: "1\.0\.0","[^"]+"', ver[0]) and ver[1:] == ["OK"]
+            assert u.command("AT") == ["OK"]
+            ati = u.command("ATI")
+            assert ati[-1] == "OK" and any("M66" in l for l in ati)
+            assert u.command("AT+CGMR")[-1] == "OK"
+            assert u.command("AT+CSQ")[0].startswith("+CSQ: ")
+            assert u.command("AT+CREG?") == ["+CREG: 0,1", "OK"]
+            assert u.command("at+cgatt?") == ["+CGATT: 1", "OK"]
+            assert u.command("AT+QIFGCNT=0") == ["OK"]
+            assert u.command('AT+QICSGP=1,"CMNET"') == ["OK"]
+            assert u.command("AT+QIREGAPP") == ["OK"]
+            assert u.command("AT+QIACT") == ["OK"]
+            assert u.command("AT+QIDEACT") == ["DEACT OK"]
+            assert u.command("AT+NOSUCH") == ["ERROR"]
+        assert vm.get_line("STATUS") == 1
+        lines = vm.command("LINES")
+        assert lines.startswith("OK ")
+
+
+def test_gpio_protocol(images, state_dir):
+    with start(images, state_dir) as vm:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.connect(vm.gpio)
+        f = s.makefile("rwb", buffering=0)
+
+        def ask(text):
+            f.write(text.encode() + b"\n")
+            while True:
+                line = f.readline().decode().strip()
+                if not line.startswith("EDGE"):
+                    return line
+
+        before = time.monotonic_ns()
+        assert ask("SET WDI 1").startswith("ERR")
+        assert ask("SET NOPE 1").startswith("ERR")
+        assert ask("SET VBAT 2").startswith("ERR")
+        assert ask("BOGUS").startswith("ERR")
+        assert re.fullmatch(r"VAL VBAT 1 \d+", ask("GET VBAT"))
+        assert ask("WATCH WDI").startswith("OK ")
+        edges = []
+        while len(edges) < 4:
+            line = f.readline().decode().strip()
+            m = re.fullmatch(r"EDGE WDI ([01]) (\d+) (\d+)", line)
+            assert m, line
+            edges.append((int(m.group(1)), int(m.group(2)), int(m.group(3))))
+        # one clock (CLOCK_MONOTONIC ns), alternating levels, seq + 1 per edge
+        assert all(t >= before - 5 * 10**9 and t <= time.monotonic_ns() for _, t, _ in edges)
+        assert [e[2] for e in edges] == list(range(edges[0][2], edges[0][2] + 4))
+        assert all(a[0] != b[0] for a, b in zip(edges, edges[1:]))
+        assert ask("UNWATCH WDI").startswith("OK ")
+        s.close()
+
+
+def test_power_cycle_pwrkey_and_state_kept(images, state_dir):
+    with start(images, state_dir, power=False) as vm:
+        with Uart(vm.uart1) as u:
+            assert vm.get_line("STATUS") == 0
+            vm.set_line("VBAT", 1)
+            vm.set_line("PWRKEY", 0)
+            assert u.quiet(0.6) == []  # < 1 s low: still off
+            time.sleep(0.6)
+            vm.set_line("PWRKEY", 1)
+            wait_ready(u, "1.0.0")
+            vm.power_off(0.85)  # 0.7-1 s pulse: normal power-down
+            u.expect("^NORMAL POWER DOWN$", 5)
+            deadline = time.monotonic() + 5
+            while vm.get_line("STATUS") != 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            vm.power_on()
+            wait_ready(u, "1.0.0")
+            vm.reset(0.05)
+            wait_ready(u, "1.0.0")
+
+
+# --- upgrades -----------------------------------------------------------------------
+
+def test_http_upgrade_v1_to_v2(images, state_dir, http):
+    http.files["/v2.bin"] = images["pkg"].read_bytes()
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            states = upgrade(u, http_url(http))
+            assert_http_sequence(states, ip_literal=True)
+            u.expect("^RDY$", 10)
+            wait_ready(u, "2.0.0")
+            assert u.command("AT+FBVER?")[0].startswith('+FBVER: "2.0.0"')
+    # the request, exactly as the module's client sends it (opencpu-fota.md §4)
+    req = http.requests[0]
+    assert req["request_line"] == "GET /v2.bin HTTP/1.1"
+    headers = {k.lower(): v for k, v in req["headers"]}
+    assert headers == {"host": f"127.0.0.1:{http.port}", "accept": "*/*",
+                       "user-agent": "QUECTEL_MODULE", "connection": "Keep-Alive"}
+    # the flash keeps v2: a restarted board boots it even when given v1 again
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "2.0.0")
+
+
+def test_http_hostname_reboot_0_then_fbupdate(images, state_dir, http):
+    http.files["/v2.bin"] = images["pkg"].read_bytes()
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            assert u.command("AT+FBUPDATE") == ["+CME ERROR: 3"]  # nothing downloaded
+            states = upgrade(u, http_url(http, host="localhost"), reboot=0)
+            assert_http_sequence(states, ip_literal=False)  # a name: no UP_CONNECTING
+            # FALSE at UP_SYSTEM_REBOOT: nothing happens until Ql_FOTA_Update
+            assert u.quiet(0.8) == []
+            assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+            assert u.command("AT+FBUPDATE") == ["OK"]
+            u.expect("^RDY$", 10)
+            wait_ready(u, "2.0.0")
+
+
+def test_ftp_upgrade_v1_to_v2(images, state_dir, tmp_path):
+    home = tmp_path / "ftp"
+    (home / "fota").mkdir(parents=True)
+    (home / "fota" / "v2.bin").write_bytes(images["pkg"].read_bytes())
+    ftp = PackageFtpServer(home)
+    try:
+        with start(images, state_dir) as vm:
+            with Uart(vm.uart1) as u:
+                wait_ready(u, "1.0.0")
+                url = f"ftp://127.0.0.1/fota/v2.bin:{ftp.port}@bench:pw"
+                states = upgrade(u, url)
+                assert states == [("UP_START", 0), ("UP_CONNECTING", 0), ("UP_CONNECTED", 0),
+                                  ("UP_GETTING_FILE", 0), ("UP_GET_FILE_OK", 100),
+                                  ("UP_SYSTEM_REBOOT", 100)]
+                u.expect("^RDY$", 10)
+                wait_ready(u, "2.0.0")
+                # the core's FTP commands, forwarded by the agent
+                assert u.command('AT+QFTPUSER="bench"') == ["OK"]
+                assert u.command('AT+QFTPPASS="pw"') == ["OK"]
+                assert u.command("AT+QFTPCFG=1,1") == ["OK"]
+                assert u.command(f'AT+QFTPOPEN="127.0.0.1",{ftp.port}') == ["+QFTPOPEN:0", "OK"]
+                assert u.command('AT+QFTPPATH="/fota"') == ["+QFTPPATH:0", "OK"]
+                size = images["pkg"].stat().st_size
+                assert u.command('AT+QFTPSIZE="v2.bin"') == [f"+QFTPSIZE:{size}", "OK"]
+                assert u.command(f'AT+QFTPGET="v2.bin",{size}') == [f"+QFTPGET:{size}", "OK"]
+                assert u.command("AT+QFTPCLOSE") == ["+QFTPCLOSE:0", "OK"]
+    finally:
+        ftp.close()
+
+
+@pytest.mark.parametrize("fault", ["truncated", "md5"])
+def test_ftp_faults_fail_and_old_app_keeps_running(images, state_dir, tmp_path, fault):
+    home = tmp_path / "ftp"
+    home.mkdir()
+    body = images["pkg"].read_bytes()
+    (home / "v2.bin").write_bytes(corrupt(body, len(body) // 2) if fault == "md5" else body)
+    ftp = PackageFtpServer(home, size_delta=1000 if fault == "truncated" else 0)
+    try:
+        with start(images, state_dir) as vm:
+            with Uart(vm.uart1) as u:
+                wait_ready(u, "1.0.0")
+                states = upgrade(u, f"ftp://127.0.0.1/v2.bin:{ftp.port}@bench:pw")
+                head = [("UP_START", 0), ("UP_CONNECTING", 0), ("UP_CONNECTED", 0),
+                        ("UP_GETTING_FILE", 0)]
+                tail = [("UP_GET_FILE_OK", 100)] if fault == "md5" else []
+                assert states == head + tail + [("UP_UPGRADFAILED", 0)]
+                assert u.quiet(0.3) == []
+                assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+    finally:
+        ftp.close()
+    assert not (state_dir / "fota.flag").exists()
+
+
+def test_ftp_five_tries_two_intervals_then_reset_request(images, state_dir):
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nobody listens there
+    with start(images, state_dir, ftp_retry_ms=150) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            t0 = time.monotonic()
+            assert u.command(f'AT+FBUPG="ftp://127.0.0.1/f/v2.bin:{port}@bench:pw"') == ["OK"]
+            u.expect(r"^\+FBRESETREQ$", 15)
+            elapsed = time.monotonic() - t0
+            states = [l for _, l in u.history if l.startswith("+FBSTATE:")]
+            assert states == ["+FBSTATE: UP_START,0", "+FBSTATE: UP_CONNECTING,0"]
+            assert elapsed >= 4 * 0.150  # 5 tries, 4 pauses
+            assert u.quiet(0.3) == []   # no callback after the tries
+            assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+
+
+def test_link_rate_default_50kbit(images, state_dir, http):
+    body = images["pkg"].read_bytes()
+    http.files["/v2.bin"] = body
+    with start(images, state_dir, link_rate=None, latency_ms=None) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            t0 = time.monotonic()
+            states = upgrade(u, http_url(http), reboot=0, timeout=60)
+            elapsed = time.monotonic() - t0
+            assert_http_sequence(states)
+            expected = len(body) * 8 / 50000
+            assert elapsed >= 0.7 * expected, (elapsed, expected)
+            assert elapsed <= 2.0 * expected + 2, (elapsed, expected)
+
+
+# --- bad input and faults ------------------------------------------------------------
+
+def corrupt(data: bytes, offset: int) -> bytes:
+    b = bytearray(data)
+    b[offset] ^= 0x55
+    return bytes(b)
+
+
+@pytest.mark.parametrize("fault", ["md5", "header_crc", "wrong_model", "truncated",
+                                   "close_half", "chunked", "nolength", "redirect",
+                                   "longheader", "notfound", "stall"])
+def test_http_faults_fail_and_old_app_keeps_running(images, state_dir, http, fault):
+    body = images["pkg"].read_bytes()
+    mode = "ok"
+    if fault == "md5":
+        body = corrupt(body, len(body) // 2)
+    elif fault == "header_crc":
+        body = corrupt(body, 40)  # a reserved byte: only the CRC notices
+    elif fault == "wrong_model":
+        raw = images["v2"].read_bytes()[GFH:]
+        mc60 = images["dir"] / "mc60_raw.bin"
+        mc60.write_bytes(raw)
+        app = images["dir"] / "mc60_app.bin"
+        fotabench.AppImage.wrap(mc60, app, model="MC60")
+        fotabench.Package.build(app, images["dir"] / "mc60_pkg.bin")
+        body = (images["dir"] / "mc60_pkg.bin").read_bytes()
+    elif fault == "truncated":
+        body = body[: len(body) - 100]
+    else:
+        mode = fault
+    http.files["/v2.bin"] = body
+    http.mode = mode
+    with start(images, state_dir, http_timeout=2) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            states = upgrade(u, http_url(http), timeout=20)
+            assert states[0] == ("UP_START", 0)
+            assert states[-1] == ("UP_UPGRADFAILED", 0), states
+            assert "UP_SYSTEM_REBOOT" not in [s for s, _ in states]
+            assert u.quiet(0.3) == []
+            assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+            assert u.command("AT+FBUPDATE") == ["+CME ERROR: 3"]
+            if fault in ("md5", "header_crc", "wrong_model", "truncated"):
+                # the download itself went through: the check at the end refused it
+                assert ("UP_GETTING_FILE", 100) in states or fault == "truncated"
+    assert not (state_dir / "fota.flag").exists()
+
+
+def test_url_rules(images, state_dir):
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            # unknown scheme: -1, no callback
+            assert u.command('AT+FBUPG="smb://1.2.3.4/a.bin"') == ["+FBUPG: -1", "OK"]
+            assert u.quiet(0.3) == []
+            # the scheme test only looks for FTP/HTTP in the first 5 characters: tftp is FTP
+            assert u.command('AT+FBUPG="tftp://1.2.3.4/a.bin"') == ["+FBUPG: -1", "OK"]
+            u.expect(r"^\+FBSTATE: UP_URLDECODEFAIL,0$", 5)
+            # FTP decode failure (file name over 24 characters): UP_URLDECODEFAIL and -1
+            long_name = "APPGS3MDM32A01_Upgrade_Package.bin"
+            r = u.command(f'AT+FBUPG="ftp://127.0.0.1/f/{long_name}:21@u:p"')
+            assert r == ["+FBUPG: -1", "OK"]
+            u.expect(r"^\+FBSTATE: UP_URLDECODEFAIL,0$", 5)
+            # HTTP decode failure (https): reported, and the flow carries on to fail
+            states = upgrade(u, "https://127.0.0.1/v2.bin")
+            assert states == [("UP_START", 0), ("UP_URLDECODEFAIL", 0), ("UP_UPGRADFAILED", 0)]
+            assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+
+
+def test_pdp_failure(images, state_dir, http):
+    http.files["/v2.bin"] = images["pkg"].read_bytes()
+    with start(images, state_dir, pdp_fail=True) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            assert u.command("AT+QIACT") == ["ERROR"]
+            states = upgrade(u, http_url(http))
+            assert states == [("UP_START", 0), ("UP_UPGRADFAILED", 0)]
+    assert http.requests == []
+
+
+def test_attach_failure(images, state_dir, http):
+    http.files["/v2.bin"] = images["pkg"].read_bytes()
+    with start(images, state_dir, attach_fail=True) as vm:
+        with Uart(vm.uart1) as u:
+            u.expect(r'^\+FBREADY: "1\.0\.0"', 10)
+            u.expect(r"^\+CREG: 1$", 10)
+            assert u.command("AT+CGATT?") == ["+CGATT: 0", "OK"]
+            states = upgrade(u, http_url(http))
+            assert states[-1] == ("UP_UPGRADFAILED", 0)
+
+
+def test_malformed_and_overlong_lines(images, state_dir):
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            u.write(b"AT+" + b"A" * 5000 + b"\r\n")
+            assert u.read_line() == "+CME ERROR: 50"
+            u.write(b"AT\x00\xff\x01+FBVER?\r\n")
+            assert u.read_line() == "ERROR"
+            assert u.command("hello") == ["ERROR"]
+            for bad in ['AT+FBUPG=', 'AT+FBUPG="', 'AT+FBUPG=""', 'AT+FBUPG="http://a/b",2',
+                        'AT+FBUPG="http://a/b"x', 'AT+FBWDT=7', 'AT+FBAPN="a"',
+                        'AT+FBAPN="' + "x" * 120 + '","",""']:
+                assert u.command(bad) == ["+CME ERROR: 50"], bad
+            assert u.command("AT+FBNOSUCH") == ["+CME ERROR: 4"]
+            assert u.command('AT+FBAPN="internet","user","pass"') == ["OK"]
+            u.write(bytes(range(256)) * 8 + b"\r\n")
+            replies = u.quiet(0.5)
+            assert replies and set(replies) <= {"ERROR", "+CME ERROR: 50"}, replies
+            assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+            assert vm.get_line("STATUS") == 1
+
+
+def test_watchdog_resets_when_feeding_stops(images, state_dir):
+    with start(images, state_dir, wdt_timeout=1.6) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            # fed while running: no reset for well over the chip's timeout
+            assert all(not l.startswith("RDY") for l in u.quiet(2.5))
+            assert u.command("AT+FBWDT=0") == ["OK"]
+            t0 = time.monotonic()
+            u.expect("^RDY$", 10)
+            elapsed = time.monotonic() - t0
+            # logic watchdog (2 s) expires, then the chip's 1.6 s
+            assert 1.6 <= elapsed <= 6.0, elapsed
+            wait_ready(u, "1.0.0")
+
+
+def test_boot_loader_refuses_corrupted_spare_area(images, state_dir):
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+        vm.cut_power()
+        pkg = images["pkg"].read_bytes()
+        (state_dir / "fota.bin").write_bytes(corrupt(pkg, 200))
+        (state_dir / "fota.flag").write_text("UPDATE\n")
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            vm.power_on()
+            dbg.expect("BOOT: FOTA package refused", 10)
+            wait_ready(u, "1.0.0")
+        assert not (state_dir / "fota.flag").exists()
+
+
+def test_vbat_cut_during_boot_loader_copy(images, state_dir):
+    """The copy is restartable: a cut in the middle boots the new app next time."""
+    with start(images, state_dir, flash_rate=8000, wdt_timeout=1.6) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+        vm.cut_power()
+        (state_dir / "fota.bin").write_bytes(images["pkg"].read_bytes())
+        (state_dir / "fota.flag").write_text("UPDATE\n")
+        wdi = LineWatcher(vm.gpio, "WDI")
+        try:
+            with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+                vm.power_on()
+                dbg.expect("BOOT: copy 50%", 10)
+                vm.cut_power()
+                assert (state_dir / "fota.flag").exists()
+                assert u.quiet(0.2) == []
+                vm.power_on()
+                dbg.expect("BOOT: copying", 10)
+                t_copy = dbg.history[-1][0]
+                # the copy (> 2 s at 8 KB/s) outlasts the chip's 1.6 s: the core feeds WDI
+                dbg.expect("BOOT: new app in place", 15)
+                t_done = dbg.history[-1][0]
+                assert (t_done - t_copy) / 1e9 > 1.6
+                wait_ready(u, "2.0.0")
+                # the bench's view: WDI edges throughout the copy, none apart by 2/3 of 1.6 s
+                copy_edges = [e for e in wdi.edges if t_copy <= e[1] <= t_done]
+                assert len(copy_edges) >= 10
+                assert wdi.max_gap_s(t_copy, t_done) < 1.6 * 2 / 3
+                seqs = [e[2] for e in wdi.edges]
+                assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        finally:
+            wdi.close()
+        assert not (state_dir / "fota.flag").exists()
+
+
+@pytest.mark.parametrize("cut_at", [("UP_START", 0), ("UP_CONNECTED", 0),
+                                    ("UP_GETTING_FILE", 0), ("UP_GETTING_FILE", 50),
+                                    ("UP_GETTING_FILE", 100), ("UP_SYSTEM_REBOOT", 100)])
+def test_vbat_cut_during_upgrade_boots_a_consistent_app(images, state_dir, http, cut_at):
+    http.files["/v2.bin"] = images["pkg"].read_bytes()
+    http.mode = "slow"
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            assert u.command(f'AT+FBUPG="{http_url(http)}"') == ["OK"]
+            state, pct = cut_at
+            u.expect(rf"^\+FBSTATE: {state},{pct}$", 20)
+            vm.cut_power()
+            vm.power_on()
+            version = wait_ready(u)
+            assert version in ("1.0.0", "2.0.0")
+            if state != "UP_SYSTEM_REBOOT":
+                assert version == "1.0.0"
+            # and the module still upgrades afterwards
+            http.mode = "ok"
+            if version == "1.0.0":
+                assert_http_sequence(upgrade(u, http_url(http)))
+                wait_ready(u, "2.0.0")
+
+
+@pytest.mark.parametrize("cut_at", ["UP_CONNECTED", "UP_GETTING_FILE", "UP_GET_FILE_OK",
+                                    "UP_SYSTEM_REBOOT"])
+def test_vbat_cut_during_ftp_upgrade(images, state_dir, tmp_path, cut_at):
+    home = tmp_path / "ftp"
+    home.mkdir()
+    (home / "v2.bin").write_bytes(images["pkg"].read_bytes())
+    ftp = PackageFtpServer(home)
+    try:
+        with start(images, state_dir) as vm:
+            with Uart(vm.uart1) as u:
+                wait_ready(u, "1.0.0")
+                url = f"ftp://127.0.0.1/v2.bin:{ftp.port}@bench:pw"
+                with Uart(vm.uart2) as dbg:
+                    assert u.command(f'AT+FBUPG="{url}"') == ["OK"]
+                    try:
+                        u.expect(rf"^\+FBSTATE: {cut_at},", 20)
+                    except TimeoutError:
+                        print("UART2:", dbg.quiet(0.5))
+                        raise
+                vm.cut_power()
+                vm.power_on()
+                version = wait_ready(u)
+                assert version == ("1.0.0" if cut_at != "UP_SYSTEM_REBOOT" else version)
+                assert version in ("1.0.0", "2.0.0")
+    finally:
+        ftp.close()
+
+
+def test_watchdog_fed_while_running(images, state_dir):
+    with start(images, state_dir) as vm:
+        wdi = LineWatcher(vm.gpio, "WDI")
+        try:
+            with Uart(vm.uart1) as u:
+                wait_ready(u, "1.0.0")
+                t0 = time.monotonic_ns()
+                assert u.quiet(1.5) == []
+                t1 = time.monotonic_ns()
+            gap = wdi.max_gap_s(t0, t1)
+            assert 0 < gap < 1.6 * 2 / 3, gap
+        finally:
+            wdi.close()
+
+
+# --- the command line and the embedded build ------------------------------------------
+
+def test_cli_sim_prints_json_and_stops_on_sigterm(images, state_dir):
+    proc = subprocess.Popen([sys.executable, "-m", "fotabench", "sim", "--app",
+                             str(images["v1"]), "--state", str(state_dir), "--boot-timing",
+                             "fast", "--link-rate", "unlimited"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=make_env())
+    try:
+        line = proc.stdout.readline()
+        info = json.loads(line)
+        assert info["pid"] == proc.pid  # fotabench sim becomes the board program
+        with Uart(info["uart1"]) as u:
+            wait_ready(u, "1.0.0")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert not (state_dir / "gpio.sock").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def test_cli_sim_usage_errors(state_dir):
+    r = subprocess.run([sys.executable, "-m", "fotabench", "sim", "--state", str(state_dir)],
+                       capture_output=True, text=True, env=make_env(), timeout=30)
+    assert r.returncode == 1 and "give --app" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "fotabench", "sim", "--state", str(state_dir),
+                        "--boot-timing", "slow"], capture_output=True, text=True,
+                       env=make_env(), timeout=30)
+    assert r.returncode == 2
+
+
+@pytest.mark.skipif(subprocess.run(["which", "arm-none-eabi-gcc"],
+                                   capture_output=True).returncode != 0,
+                    reason="arm-none-eabi-gcc not installed")
+def test_agent_is_valid_embedded_c():
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "arm-check", "WERROR=1"],
+                       capture_output=True, text=True, env=make_env(), timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "only the Ql_* API" in r.stdout
+
+
+def test_agent_includes_no_host_headers():
+    allowed = {p.name for p in (ROOT / "firmware" / "include").glob("*.h")} | \
+        {p.name for p in (ROOT / "firmware" / "app").glob("*.h")} | {"fb_version.h"}
+    for src in (ROOT / "firmware" / "app").glob("*.[ch]"):
+        for inc in re.findall(r'^\s*#\s*include\s*[<"]([^">]+)[">]', src.read_text(), re.M):
+            assert inc in allowed, f"{src.name} includes {inc}"
+
+
+def test_stop_leaves_no_process(images, state_dir):
+    vm = start(images, state_dir)
+    with vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+        board = vm.pid
+        kids = [int(x) for t in Path(f"/proc/{board}/task").iterdir()
+                for x in (t / "children").read_text().split()]
+        assert len(kids) == 1  # the module process
+    assert not vm.running
+    for pid in [board] + kids:
+        assert not Path(f"/proc/{pid}").exists() or \
+            Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    assert not (state_dir / "gpio.sock").exists()
+    # a board that cannot start raises and leaves nothing behind
+    with pytest.raises(Exception):
+        VirtualModule(None, state_dir / "empty", **FAST).start()
+
+
+def test_make_opencpu_copies_the_agent_into_an_sdk(tmp_path):
+    """The SDK is Quectel's and not here: a stand-in with custom/ and a `new` target
+    checks what `make opencpu` puts where, and that it runs the SDK's build."""
+    sdk = tmp_path / "sdk"
+    (sdk / "custom").mkdir(parents=True)
+    (sdk / "Makefile").write_text("new:\n\t@echo SDK-BUILD-RAN > build.log\n")
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "opencpu", f"SDK={sdk}",
+                        "VERSION=3.1.4", "BUILD_ID=abc123"], capture_output=True, text=True,
+                       env=make_env(), timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    dest = sdk / "custom" / "fotabench"
+    assert {p.name for p in dest.iterdir()} == {"main.c", "fb_agent.c", "fb_agent.h",
+                                                 "fb_config.h", "fb_version.h"}
+    assert '"3.1.4"' in (dest / "fb_version.h").read_text()
+    assert '"abc123"' in (dest / "fb_version.h").read_text()
+    assert (sdk / "build.log").read_text().strip() == "SDK-BUILD-RAN"
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "opencpu"],
+                       capture_output=True, text=True, env=make_env(), timeout=60)
+    assert r.returncode != 0 and "SDK=" in r.stdout + r.stderr
