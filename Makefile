@@ -44,7 +44,7 @@ $(VENV)/.installed: $(VENV)/.created $(SOURCES)
 	$(PY) -m pip install $(PIP_OPTS) --no-build-isolation -e .
 	@touch $@
 
-build: deps $(VENV)/.installed
+build: deps $(VENV)/.installed firmware
 
 demo: build
 	$(PY) bench/demo.py
@@ -60,21 +60,35 @@ $(ASAN_VENV)/.created: Makefile
 # A regular (not editable) install, so the sanitized extension never shadows the
 # normal one that `make build` puts in pymodule/.
 $(ASAN_VENV)/.installed: $(ASAN_VENV)/.created $(SOURCES)
-	FOTABENCH_SANITIZE=1 $(ASAN_PY) -m pip install $(PIP_OPTS) --no-build-isolation --force-reinstall --no-deps .
+	FOTABENCH_SANITIZE=1 $(ASAN_PY) -m pip install $(PIP_OPTS) --no-build-isolation --force-reinstall .
 	@touch $@
 
 # CPython itself is not built with ASan: preload the runtime, and leave leak
 # checking to the C drivers (tests/test_native.py), where it is exact; under the
 # interpreter LeakSanitizer would report CPython's own arena allocations.
+# libcrypt is preloaded too: loaded later (by pyftpdlib's `import crypt`), its
+# symbols meet ASan's crypt interceptor uninitialised and Python crashes.
 ASAN_LIB = $(shell $(CC) -print-file-name=libasan.so)
-test-asan: test-deps $(ASAN_VENV)/.installed
-	FOTABENCH_SANITIZE=1 LD_PRELOAD=$(ASAN_LIB) \
+CRYPT_LIB = $(shell $(CC) -print-file-name=libcrypt.so.1)
+test-asan: test-deps $(ASAN_VENV)/.installed firmware-asan
+	FOTABENCH_SANITIZE=1 LD_PRELOAD="$(ASAN_LIB) $(CRYPT_LIB)" \
+	FOTABENCH_SIM=$(CURDIR)/firmware/build/asan/fotabench-sim \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1 \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	$(ASAN_PY) -m pytest -p no:cacheprovider tests
 
-bench: build
+# --- firmware (issue 3): the virtual module's board program; the agent's app images are
+# built by the tests (make -C firmware sim VERSION=... OUT=...). ---------------------------
+.PHONY: firmware firmware-asan
+firmware: deps
+	$(MAKE) -C firmware board WERROR=$(FOTABENCH_WERROR)
+firmware-asan: deps
+	$(MAKE) -C firmware board SANITIZE=1 WERROR=$(FOTABENCH_WERROR)
+# --- end firmware -------------------------------------------------------------------------
+
+bench: test-deps build
 	$(PY) bench/perf/md5_throughput.py
+	$(PY) bench/perf/servers.py
 
 FUZZ_SECONDS ?= 60
 fuzz: test-deps

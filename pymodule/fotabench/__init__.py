@@ -13,15 +13,22 @@ Packaging pipeline (this release)::
 Every error is a :class:`FotabenchError` carrying the C core's ``code``,
 ``code_name`` and ``message``.
 """
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._core import (
     ArgumentError,
+    BenchTimeoutError,
     ChecksumError,
+    ClosedError,
     CryptoError,
+    DataLostError,
     FileError,
     FotabenchError,
     ImageError,
     ModelError,
     PackageError,
+    ProtocolError,
     UnsupportedError,
     UrlError,
     library_versions,
@@ -32,26 +39,89 @@ from .image import AppImage, Model, models
 from .package import Package, Special
 from .url import ModuleUrl
 
+# Bench I/O, the servers and the virtual module load on first use (PEP 562): a
+# command such as `fotabench md5` should not pay for pyftpdlib and friends at start-up.
+_LAZY = {
+    "Edge": "gpio", "GpioChip": "gpio", "GpioLine": "gpio",
+    "AtError": "modem", "AtResponse": "modem", "LineMatch": "modem", "Modem": "modem",
+    "Urc": "modem",
+    "ExpectTimeout": "serial", "Match": "serial", "PortInfo": "serial",
+    "SerialPort": "serial", "list_ports": "serial",
+    "Event": "timeline", "Timeline": "timeline", "now_ns": "timeline",
+    "WatchdogMonitor": "watchdog", "WatchdogResult": "watchdog",
+    "VirtualModule": "sim",
+    "Fault": "server", "PackageServer": "server", "RequestRecord": "server",
+}
+
+if TYPE_CHECKING:
+    from .gpio import Edge, GpioChip, GpioLine
+    from .modem import AtError, AtResponse, LineMatch, Modem, Urc
+    from .serial import ExpectTimeout, Match, PortInfo, SerialPort, list_ports
+    from .server import Fault, PackageServer, RequestRecord
+    from .sim import VirtualModule
+    from .timeline import Event, Timeline, now_ns
+    from .watchdog import WatchdogMonitor, WatchdogResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fotabench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __version__ = "0.1.0"
 
 __all__ = [
     "AppImage",
     "ArgumentError",
+    "AtError",
+    "AtResponse",
+    "BenchTimeoutError",
     "Check",
     "ChecksumError",
+    "ClosedError",
     "CryptoError",
+    "DataLostError",
+    "Edge",
+    "Event",
+    "ExpectTimeout",
     "FileError",
     "FotabenchError",
+    "GpioChip",
+    "GpioLine",
     "ImageError",
+    "LineMatch",
+    "Match",
     "Model",
     "ModelError",
+    "Modem",
     "ModuleUrl",
     "Package",
     "PackageError",
+    "PortInfo",
+    "ProtocolError",
+    "SerialPort",
     "Special",
+    "Timeline",
     "UnsupportedError",
+    "Urc",
     "UrlError",
+    "WatchdogMonitor",
+    "WatchdogResult",
     "library_versions",
+    "list_ports",
     "md5_file",
     "models",
+    "now_ns",
+    "Fault",
+    "PackageServer",
+    "RequestRecord",
+    "VirtualModule",
 ]

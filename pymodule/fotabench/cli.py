@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     ml = sub.add_parser("models", help="list the module profiles")
     ml.add_argument("--json", action="store_true")
     ml.set_defaults(func=cmd_models)
+    __import__(f"{__package__}.cli_serve", fromlist=["add_parser"]).add_parser(sub)
+    __import__(f"{__package__}.cli_sim", fromlist=["add_parser"]).add_parser(sub)
     return p
 
 
