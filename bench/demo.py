@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""`make demo`: the packaging pipeline end to end on a generated sample app.
+"""`make demo`: the packaging pipeline, then one upgrade on the simulated bench.
 
-Runs the `fotabench` command line the way a person would, printing each command and
-what it answered, into build/demo/. Later the simulated bench joins in; for now the
-demo stops where a real station would hand the package to its server.
+Part 1 runs the `fotabench` command line the way a person would, printing each
+command and what it answered, into build/demo/. Part 2 runs
+bench/examples/upgrade_virtual_module.py: a virtual module powered through its
+lines, upgraded over HTTP from fotabench's package server while its watchdog line
+is watched, everything on one timeline.
 """
 from __future__ import annotations
 
@@ -93,9 +95,11 @@ def main() -> int:
     for p in (raw, app, pkg, short, broken):
         print(f"  {str(p.relative_to(ROOT)):<{width}}  {p.stat().st_size:>7} bytes  "
               f"md5 {hashlib.md5(p.read_bytes()).hexdigest()}")
-    print("\nNext: serve the package (HTTP/FTP) and upgrade a module with AT+FBUPG;")
-    print("see README.md for what is built so far.")
-    return 0
+
+    step("6. the simulated bench: upgrade a virtual module from v1 to v2 over HTTP")
+    sys.path.insert(0, str(ROOT / "bench" / "examples"))
+    import upgrade_virtual_module
+    return upgrade_virtual_module.main(["--out", str(OUT)])
 
 
 if __name__ == "__main__":
