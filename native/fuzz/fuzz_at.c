@@ -16,16 +16,7 @@
 #include "fotabench/at.h"
 #include "fotabench/clock.h"
 #include "linesplit.h"
-
-#define FAIL_IF(cond, ...)                                                                \
-    do {                                                                                  \
-        if (cond) {                                                                       \
-            fprintf(stderr, "%s:%d: invariant violated: %s\n  ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                                 \
-            fputc('\n', stderr);                                                          \
-            abort();                                                                      \
-        }                                                                                 \
-    } while (0)
+#include "fuzz_common.h"
 
 typedef struct {
     uint8_t out[8192];

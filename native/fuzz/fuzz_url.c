@@ -14,21 +14,7 @@
 
 #include "fotabench/error.h"
 #include "fotabench/url.h"
-
-#define FAIL_IF(cond, ...)                                                                \
-    do {                                                                                  \
-        if (cond) {                                                                       \
-            fprintf(stderr, "%s:%d: invariant violated: %s\n  ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                                 \
-            fputc('\n', stderr);                                                          \
-            abort();                                                                      \
-        }                                                                                 \
-    } while (0)
-
-static int nul_terminated(const char *s, size_t cap)
-{
-    return memchr(s, '\0', cap) != NULL;
-}
+#include "fuzz_common.h"
 
 static void check_err(fb_status st, const fb_error *err)
 {

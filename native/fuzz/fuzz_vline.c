@@ -10,16 +10,7 @@
 #include <string.h>
 
 #include "fotabench/gpio.h"
-
-#define FAIL_IF(cond, ...)                                                                \
-    do {                                                                                  \
-        if (cond) {                                                                       \
-            fprintf(stderr, "%s:%d: invariant violated: %s\n  ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                                 \
-            fputc('\n', stderr);                                                          \
-            abort();                                                                      \
-        }                                                                                 \
-    } while (0)
+#include "fuzz_common.h"
 
 static void canonical(const fb_vline *v, char *out, size_t cap)
 {

@@ -17,5 +17,19 @@ class Check(NamedTuple):
         return self._asdict()
 
 
+class Checked:
+    """``ok`` and ``failures`` of anything that holds ``checks`` (images, packages)."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if not c.ok)
+
+
 def to_checks(raw) -> tuple[Check, ...]:
     return tuple(Check(*c) for c in raw)

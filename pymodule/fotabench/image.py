@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from . import _core
-from .checks import Check, to_checks
+from .checks import Check, Checked, to_checks
 
 
 class Model(NamedTuple):
@@ -34,7 +34,7 @@ def _model_arg(model: str | Model | None) -> str | None:
 
 
 @dataclass(frozen=True)
-class AppImage:
+class AppImage(Checked):
     """An app image file and what its header says.
 
     ``checks`` holds every check that ran; ``ok`` is True when all passed.
@@ -49,14 +49,6 @@ class AppImage:
     model: str | None
     fields: dict[str, Any] = field(repr=False)
     checks: tuple[Check, ...] = field(repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    @property
-    def failures(self) -> tuple[Check, ...]:
-        return tuple(c for c in self.checks if not c.ok)
 
     @classmethod
     def _from(cls, path, fields, checks) -> "AppImage":

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _core
-from .checks import Check, to_checks
+from .checks import Check, Checked, to_checks
 from .image import Model, _model_arg
 
 
@@ -38,7 +38,7 @@ IMAGE_TYPES = {"app": 0, "core": 1, "core-delta": 2}
 
 
 @dataclass(frozen=True)
-class Package:
+class Package(Checked):
     """A FOTA package file and everything checked about it.
 
     ``md5`` is the digest stored in the trailer (hex); ``app`` the embedded app
@@ -53,14 +53,6 @@ class Package:
     model: str | None
     fields: dict[str, Any] = field(repr=False)
     checks: tuple[Check, ...] = field(repr=False)
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    @property
-    def failures(self) -> tuple[Check, ...]:
-        return tuple(c for c in self.checks if not c.ok)
 
     @property
     def app(self) -> dict[str, Any] | None:
