@@ -332,20 +332,17 @@ static void *http_worker(void *arg)
     post_state(UP_START, 0);
     if (!j->url_ok) {
         post_state(UP_URLDECODEFAIL, 0);
-        post_state(UP_UPGRADFAILED, 0);
-        goto out;
+        goto failed;
     }
     if (Ql_FOTA_Init(NULL) != QL_RET_OK || pdp_activate() != 0) {
         module_debug("FOTA: no PDP context");
-        post_state(UP_UPGRADFAILED, 0);
-        goto out;
+        goto failed;
     }
     if (j->url.host_is_ip)
         post_state(UP_CONNECTING, 0);
     CURL *c = curl_easy_init();
     if (!c) {
-        post_state(UP_UPGRADFAILED, 0);
-        goto out;
+        goto failed;
     }
     char urlbuf[512], host[FB_HTTP_HOST_NAME_MAX + 32];
     snprintf(urlbuf, sizeof(urlbuf), "http://%s:%u%s", j->url.host, j->url.port, j->url.path);
@@ -377,19 +374,20 @@ static void *http_worker(void *arg)
     if (rc != CURLE_OK || j->fail || !j->headers_done || j->got != j->clen) {
         module_debug("FOTA: HTTP download failed: %s (%lld of %lld bytes)",
                      j->fail ? j->why : curl_easy_strerror(rc), j->got, j->clen);
-        post_state(UP_UPGRADFAILED, 0);
-        goto out;
+        goto failed;
     }
     if (Ql_FOTA_Finish() != QL_RET_OK) {
-        post_state(UP_UPGRADFAILED, 0);
-        goto out;
+        goto failed;
     }
     free(j);
     reboot_state();
     return NULL;
-out:
+failed:
     free(j);
+    /* Free the worker before reporting, so a bench that retries at once on
+     * UP_UPGRADFAILED can start again. */
     finish_worker();
+    post_state(UP_UPGRADFAILED, 0);
     return NULL;
 }
 
@@ -405,8 +403,7 @@ static void *ftp_worker(void *arg)
     unsigned char *data = NULL;
     post_state(UP_START, 0);
     if (Ql_FOTA_Init(NULL) != QL_RET_OK) {
-        post_state(UP_UPGRADFAILED, 0);
-        goto out;
+        goto failed;
     }
     /* AT+QIFGCNT=0, AT+QICSGP=1,"CMNET" (the app's APN is ignored), then AT+QFTPUSER/PASS,
      * AT+QFTPCFG=1,1 and AT+QFTPOPEN, which activates the context. */
@@ -431,24 +428,27 @@ static void *ftp_worker(void *arg)
     if (size <= 0 || size > area_size()) {
         module_debug("FOTA: FTP size of %s: %lld", j->url.file, size);
         ftp_close();
-        post_state(UP_UPGRADFAILED, 0);
-        goto out;
+        goto failed;
     }
     post_state(UP_GETTING_FILE, 0);
     long long got = ftp_get(j->url.file, size, &data);
     ftp_close();
     if (got != size) {
-        post_state(UP_UPGRADFAILED, 0);
-        goto out;
+        goto failed;
     }
     post_state(UP_GET_FILE_OK, 100);
     if (write_flash(data, (size_t)size) != 0 || Ql_FOTA_Finish() != QL_RET_OK) {
-        post_state(UP_UPGRADFAILED, 0);
-        goto out;
+        goto failed;
     }
     free(data);
     free(j);
     reboot_state();
+    return NULL;
+failed:
+    free(data);
+    free(j);
+    finish_worker(); /* before reporting, as in http_worker */
+    post_state(UP_UPGRADFAILED, 0);
     return NULL;
 out:
     free(data);
