@@ -3,8 +3,9 @@
 # dependencies), builds, then runs; run again with nothing changed, they only run.
 #
 #   make build      install and build only
-#   make demo       the packaging pipeline end to end on a generated sample app
-#   make test       every test (C drivers, Python, CLI, fuzz smoke) in one pytest run
+#   make demo       the packaging pipeline on a sample app, then a virtual module upgraded
+#   make test       every test (C drivers, Python, CLI, fuzz smoke, virtual module,
+#                   package servers, qemu lane) in one pytest run
 #   make test-asan  the same with the C core and extension under ASan + UBSan
 #   make bench      benchmarks in bench/perf/ (prints figures)
 #   make fuzz       longer libFuzzer runs (FUZZ_SECONDS per target, default 60)
@@ -30,7 +31,7 @@ all: build
 deps:
 	@bash .ci/install-deps
 
-# Tests also need clang and libFuzzer for the fuzz targets.
+# Tests also need clang and libFuzzer, the ARM compiler, nginx/vsftpd/curl/wget and qemu.
 test-deps:
 	@bash .ci/install-deps --test
 
