@@ -45,6 +45,15 @@ class Fetch:
     headers: str = ""
 
 
+def tool_env() -> dict:
+    """The environment for system tools (curl, wget, nginx, vsftpd): without the ASan
+    pass's LD_PRELOAD, which is meant for Python alone (curl hangs with libasan
+    preloaded)."""
+    env = dict(os.environ)
+    env.pop("LD_PRELOAD", None)
+    return env
+
+
 def curl(url: str, out: Path, *args: str, timeout: float = 30) -> Fetch:
     """curl URL -> out; returns exit code, the bytes written and the elapsed time.
     ``-D`` captures the response headers for HTTP."""
@@ -56,7 +65,7 @@ def curl(url: str, out: Path, *args: str, timeout: float = 30) -> Fetch:
     t = time.monotonic()
     r = subprocess.run([CURL, "-sS", "--max-time", str(timeout), "-o", str(out),
                         "-D", str(hdr), *args, url],
-                       capture_output=True, text=True, timeout=timeout + 10)
+                       capture_output=True, text=True, timeout=timeout + 10, env=tool_env())
     elapsed = time.monotonic() - t
     data = out.read_bytes() if out.exists() else b""
     headers = hdr.read_text("latin-1") if hdr.exists() else ""
@@ -69,7 +78,8 @@ def wget(url: str, out: Path, *args: str, timeout: float = 30) -> Fetch:
         out.unlink()
     t = time.monotonic()
     r = subprocess.run([WGET, "-q", "--tries=1", f"--timeout={timeout}", "-O", str(out),
-                        *args, url], capture_output=True, text=True, timeout=timeout + 10)
+                        *args, url], capture_output=True, text=True, timeout=timeout + 10,
+                       env=tool_env())
     elapsed = time.monotonic() - t
     data = out.read_bytes() if out.exists() else b""
     return Fetch(r.returncode, data, r.stderr, elapsed)
@@ -157,7 +167,8 @@ http {{
             conf = self.workdir / "nginx.conf"
             conf.write_text(self._conf(port))
             self.proc = subprocess.Popen([NGINX, "-p", str(self.workdir), "-c", str(conf)],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                         env=tool_env())
             try:
                 wait_listening(port, self.proc)
                 self.port = port
@@ -237,7 +248,7 @@ use_localtime=NO
             conf.write_text(self._conf(port))
             os.chmod(conf, 0o600)
             self.proc = subprocess.Popen([VSFTPD, str(conf)], stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT)
+                                         stderr=subprocess.STDOUT, env=tool_env())
             try:
                 wait_listening(port, self.proc)
                 self.port = port

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from fotabench import PackageServer
 from fotabench.server import Limits
-from server_helpers import CURL, LOOPBACK, curl, curl_ftp_url, needs_curl
+from server_helpers import CURL, LOOPBACK, curl, curl_ftp_url, needs_curl, tool_env
 
 SIZE = 50_000
 SECRET = b"TOP-SECRET-outside-the-served-directory"
@@ -351,7 +351,8 @@ def test_many_clients_at_once(env, tmp_path):
     cfg.write_text("\n".join(lines) + "\n")
     before = len(srv.records)
     r = subprocess.run([CURL, "-sS", "--parallel", "--parallel-max", "240", "--max-time",
-                        "30", "-K", str(cfg)], capture_output=True, text=True, timeout=60)
+                        "30", "-K", str(cfg)], capture_output=True, text=True, timeout=60,
+                       env=tool_env())
     assert r.returncode == 0, r.stderr[-2000:]
     for i in range(n_http):
         assert (tmp_path / f"h{i}").read_bytes() == data
