@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import os
 import re
 import shutil
 import subprocess
@@ -31,8 +32,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def build_agent(version: str, out: Path) -> Path:
     """The bench agent for the virtual module, as an M66 app image."""
+    # make is a system tool: a sanitizer preload meant for this Python must not reach it.
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "sim", f"VERSION={version}",
-                    f"OUT={out}"], check=True)
+                    f"OUT={out}"], check=True, env=env)
     return out
 
 
