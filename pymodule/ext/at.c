@@ -22,13 +22,8 @@ static void urc_trampoline(void *ctx, const char *line, size_t n, int64_t t_ns)
     SerialObject *self = ctx;
     if (self->closing || !self->urc_cb)
         return;
-#if PY_VERSION_HEX >= 0x030D0000
-    if (Py_IsFinalizing())
+    if (!core_interpreter_alive())
         return;
-#else
-    if (_Py_IsFinalizing())
-        return;
-#endif
     PyGILState_STATE g = PyGILState_Ensure();
     PyObject *cb = self->closing ? NULL : Py_XNewRef(self->urc_cb);
     if (cb) {

@@ -44,6 +44,17 @@ static inline core_state *core_get_state(PyObject *module)
     return (core_state *)PyModule_GetState(module);
 }
 
+/* Whether a core thread may still take the GIL and call into Python (not while the
+ * interpreter is finalizing: PyGILState_Ensure would hang or crash then). */
+static inline int core_interpreter_alive(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return !Py_IsFinalizing();
+#else
+    return !_Py_IsFinalizing();
+#endif
+}
+
 /* Raise the exception for err; returns NULL for `return core_raise(...)`. */
 PyObject *core_raise(PyObject *module, const fb_error *err);
 

@@ -63,13 +63,8 @@ static void edge_trampoline(void *ctx, const void *item, size_t n)
     (void)n;
     if (self->closing || !self->edge_cb)
         return;
-#if PY_VERSION_HEX >= 0x030D0000
-    if (Py_IsFinalizing())
+    if (!core_interpreter_alive())
         return;
-#else
-    if (_Py_IsFinalizing())
-        return;
-#endif
     PyGILState_STATE g = PyGILState_Ensure();
     PyObject *cb = self->closing ? NULL : Py_XNewRef(self->edge_cb);
     if (cb) {
