@@ -14,7 +14,10 @@ Every error is a :class:`FotabenchError` carrying the C core's ``code``,
 ``code_name`` and ``message``.
 """
 import importlib
-from typing import TYPE_CHECKING, Any
+
+# Not `from typing import ...`: typing alone costs more start-up than the rest of this
+# file. mypy treats a TYPE_CHECKING constant like typing's.
+TYPE_CHECKING = False
 
 from ._core import (
     ArgumentError,
@@ -33,15 +36,12 @@ from ._core import (
     UrlError,
     library_versions,
 )
-from .checks import Check
-from .checksum import md5_file
-from .image import AppImage, Model, models
-from .package import Package, Special
-from .url import ModuleUrl
-
-# Bench I/O, the servers and the virtual module load on first use (PEP 562): a
-# command such as `fotabench md5` should not pay for pyftpdlib and friends at start-up.
+# Everything but the extension loads on first use (PEP 562): a command such as
+# `fotabench md5` should not pay for pyftpdlib, dataclasses and friends at start-up.
 _LAZY = {
+    "Check": "checks", "md5_file": "checksum",
+    "AppImage": "image", "Model": "image", "models": "image",
+    "Package": "package", "Special": "package", "ModuleUrl": "url",
     "Edge": "gpio", "GpioChip": "gpio", "GpioLine": "gpio",
     "AtError": "modem", "AtResponse": "modem", "LineMatch": "modem", "Modem": "modem",
     "Urc": "modem",
@@ -54,6 +54,11 @@ _LAZY = {
 }
 
 if TYPE_CHECKING:
+    from .checks import Check
+    from .checksum import md5_file
+    from .image import AppImage, Model, models
+    from .package import Package, Special
+    from .url import ModuleUrl
     from .gpio import Edge, GpioChip, GpioLine
     from .modem import AtError, AtResponse, LineMatch, Modem, Urc
     from .serial import ExpectTimeout, Match, PortInfo, SerialPort, list_ports
@@ -63,7 +68,7 @@ if TYPE_CHECKING:
     from .watchdog import WatchdogMonitor, WatchdogResult
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fotabench' has no attribute {name!r}")

@@ -9,16 +9,18 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
-from typing import Sequence
-
 from . import __version__, _core
-from .checks import Check
-from .image import AppImage, models
-from .package import Package, Special
-from .url import ModuleUrl
 
-MODEL_NAMES = [m.name for m in models()]
+TYPE_CHECKING = False  # not typing's: importing typing costs start-up (see __init__)
+if TYPE_CHECKING:
+    from typing import Sequence
+
+    from .checks import Check
+    from .url import ModuleUrl
+
+# The Python layer is imported inside each command, so a command such as `md5` starts
+# without it (start-up counts against `openssl dgst` in bench/perf/md5_throughput.py).
+MODEL_NAMES = [name for name, _, _ in _core.models()]
 MODEL_CHOICES = MODEL_NAMES + ["auto"]
 
 
@@ -81,6 +83,7 @@ def _jsonable(obj):
 
 
 def cmd_app_wrap(args) -> None:
+    from .image import AppImage
     if args.model == "auto":
         raise _core.ArgumentError("app wrap needs --model M66, MC60, MC60E or M26")
     img = AppImage.wrap(args.raw, args.output, model=args.model)
@@ -88,6 +91,7 @@ def cmd_app_wrap(args) -> None:
 
 
 def cmd_app_inspect(args) -> None:
+    from .image import AppImage
     img = AppImage.inspect(args.image, model=args.model)
     if args.json:
         _print_json(_jsonable(img.to_dict()))
@@ -98,12 +102,14 @@ def cmd_app_inspect(args) -> None:
 
 
 def _default_package_name(app: str) -> str:
+    from pathlib import Path
     # Quectel's package tool names its output <app>_Upgrade_Package.bin.
     p = Path(app)
     return str(p.with_name(p.stem + "_Upgrade_Package.bin"))
 
 
 def cmd_package(args) -> None:
+    from .package import Package
     out = args.output or _default_package_name(args.app)
     pkg = Package.build(args.app, out, model=args.model, special=args.special,
                         image_type=args.type)
@@ -113,6 +119,7 @@ def cmd_package(args) -> None:
 
 
 def cmd_inspect(args) -> None:
+    from .package import Package
     pkg = Package.inspect(args.package, model=args.model)
     if args.json:
         _print_json(_jsonable(pkg.to_dict()))
@@ -156,15 +163,18 @@ def _print_url(u: ModuleUrl, as_json: bool) -> None:
 
 
 def cmd_url_http(args) -> None:
+    from .url import ModuleUrl
     _print_url(ModuleUrl.http(args.host, args.path, port=args.port), args.json)
 
 
 def cmd_url_ftp(args) -> None:
+    from .url import ModuleUrl
     _print_url(ModuleUrl.ftp(args.host, args.path, port=args.port, user=args.user,
                              password=args.password), args.json)
 
 
 def cmd_url_check(args) -> None:
+    from .url import ModuleUrl
     try:
         u = ModuleUrl.parse(args.url)
     except _core.UrlError as e:
@@ -183,6 +193,7 @@ def cmd_url_check(args) -> None:
 
 
 def cmd_models(args) -> None:
+    from .image import models
     rows = [m._asdict() for m in models()]
     if args.json:
         _print_json(rows)
@@ -192,14 +203,7 @@ def cmd_models(args) -> None:
               f"({m.region_size // 1024} KiB)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fotabench",
-        description="Bench harness for Quectel OpenCPU FOTA: package app images, check "
-                    "packages and module URLs.")
-    p.add_argument("--version", action="version", version=f"fotabench {__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_app(sub: argparse._SubParsersAction) -> None:
     app = sub.add_parser("app", help="app images: wrap a raw binary, inspect an image")
     app_sub = app.add_subparsers(dest="app_command", required=True, metavar="ACTION")
     w = app_sub.add_parser("wrap", help="prepend a GFH header to a raw binary")
@@ -213,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_app_inspect)
 
+
+def _add_package(sub: argparse._SubParsersAction) -> None:
     pk = sub.add_parser("package", help="build a FOTA package from an app image")
     pk.add_argument("app", help="app image (with its GFH header)")
     pk.add_argument("-o", "--output", help="package to write (default: "
@@ -223,16 +229,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="image type; only app is accepted by OpenCPU FOTA")
     pk.set_defaults(func=cmd_package)
 
+
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
     ins = sub.add_parser("inspect", help="decode and verify a FOTA package")
     ins.add_argument("package")
     ins.add_argument("--model", type=_model_type, default="auto")
     ins.add_argument("--json", action="store_true", help="machine-readable output")
     ins.set_defaults(func=cmd_inspect)
 
+
+def _add_md5(sub: argparse._SubParsersAction) -> None:
     m = sub.add_parser("md5", help="MD5 of files (md5sum-compatible output; - is stdin)")
     m.add_argument("files", nargs="+", metavar="FILE")
     m.set_defaults(func=cmd_md5)
 
+
+def _add_url(sub: argparse._SubParsersAction) -> None:
     u = sub.add_parser("url", help="build or check a URL under the module's rules")
     u_sub = u.add_subparsers(dest="url_command", required=True, metavar="ACTION")
     h = u_sub.add_parser("http", help="http://host[:port]/path")
@@ -254,17 +266,47 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_url_check)
 
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
     ml = sub.add_parser("models", help="list the module profiles")
     ml.add_argument("--json", action="store_true")
     ml.set_defaults(func=cmd_models)
-    __import__(f"{__package__}.cli_serve", fromlist=["add_parser"]).add_parser(sub)
-    __import__(f"{__package__}.cli_sim", fromlist=["add_parser"]).add_parser(sub)
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from .cli_serve import add_parser
+    add_parser(sub)
+
+
+def _add_sim(sub: argparse._SubParsersAction) -> None:
+    from .cli_sim import add_parser
+    add_parser(sub)
+
+
+COMMANDS = {"app": _add_app, "package": _add_package, "inspect": _add_inspect, "md5": _add_md5,
+            "url": _add_url, "models": _add_models, "serve": _add_serve, "sim": _add_sim}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser, or only ``command``'s part of it: a command line that names its
+    command parses without building the other seven (start-up time of station scripts
+    that call the CLI in a loop); help and errors otherwise come from the whole one."""
+    p = argparse.ArgumentParser(
+        prog="fotabench",
+        description="Bench harness for Quectel OpenCPU FOTA: app images, packages, module "
+                    "URLs, package servers and virtual modules.")
+    p.add_argument("--version", action="version", version=f"fotabench {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, add in COMMANDS.items():
+        if command is None or name == command:
+            add(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(words[0] if words and words[0] in COMMANDS else None)
+    args = parser.parse_args(words)
     try:
         args.func(args)
     except CheckFailed:

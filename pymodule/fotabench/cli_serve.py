@@ -16,9 +16,10 @@ import json
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # not typing's: importing typing costs start-up (see __init__)
 if TYPE_CHECKING:
+    from typing import Any
+
     from .server import Fault, RequestRecord
 
 

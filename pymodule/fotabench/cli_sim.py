@@ -4,10 +4,10 @@ from __future__ import annotations
 import os
 import sys
 
-from .sim import board_args, sim_binary, _child_env
-
 
 def cmd_sim(args) -> None:
+    from .sim import board_args, sim_binary, _child_env  # only for `sim`: keeps start-up small
+
     binary = sim_binary()
     if not binary.exists():
         print(f"fotabench: error: {binary} not found: build it with `make -C firmware sim`",
