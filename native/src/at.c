@@ -150,7 +150,7 @@ int fb_at_final(const char *line, size_t n, const char *terminator, fb_at_result
     return 0;
 }
 
-static const char *result_name(fb_at_result r)
+const char *fb_at_result_name(fb_at_result r)
 {
     switch (r) {
     case FB_AT_OK: return "OK";
@@ -290,7 +290,7 @@ static void result_event(fb_at *at)
     fb_timeline_addf(at->tl, r->t_done, at->source, "at.result", NULL,
                      "{\"text\":%s,\"result\":\"%s\",\"code\":%ld,\"lines\":%s,\"echo\":%s,"
                      "\"ms\":%.3f}",
-                     text, result_name(r->result), r->error_code, lines,
+                     text, fb_at_result_name(r->result), r->error_code, lines,
                      r->echoed ? "true" : "false", (double)(r->t_done - r->t_sent) / 1e6);
     free(lines);
 }

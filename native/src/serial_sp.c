@@ -106,35 +106,29 @@ static void sp_close_dev(serial_dev *dev)
     dev->fd = -1;
 }
 
+/* libserialport's byte count or error as read(2)/write(2) would give it: -1 with errno
+ * set (EIO when libserialport left none), and 0 bytes as EAGAIN. */
+static ssize_t sp_io_result(enum sp_return r)
+{
+    if (r > 0)
+        return r;
+    if (r == 0)
+        errno = EAGAIN;
+    else if (errno == 0)
+        errno = EIO;
+    return -1;
+}
+
 static ssize_t sp_read_dev(serial_dev *dev, void *buf, size_t n)
 {
-    enum sp_return r = sp_nonblocking_read(dev->handle, buf, n);
-    if (r < 0) {
-        if (errno == 0)
-            errno = EIO;
-        return -1;
-    }
-    if (r == 0) {
-        /* The reader polls first: readable with no byte means the device went away. */
-        errno = EAGAIN;
-        return -1;
-    }
-    return r;
+    /* The reader polls first: readable with no byte (EAGAIN here) means the device
+     * went away. */
+    return sp_io_result(sp_nonblocking_read(dev->handle, buf, n));
 }
 
 static ssize_t sp_write_dev(serial_dev *dev, const void *buf, size_t n)
 {
-    enum sp_return r = sp_nonblocking_write(dev->handle, buf, n);
-    if (r < 0) {
-        if (errno == 0)
-            errno = EIO;
-        return -1;
-    }
-    if (r == 0) {
-        errno = EAGAIN;
-        return -1;
-    }
-    return r;
+    return sp_io_result(sp_nonblocking_write(dev->handle, buf, n));
 }
 
 static fb_status sp_set_dtr_dev(serial_dev *dev, int on, fb_error *err)

@@ -94,6 +94,17 @@ static void on_edge(void *ctx, const fb_gpio_edge *e)
 
 /* Live events: sleeps until the open gap would pass 2/3 of the timeout, then the
  * timeout. */
+/* A live verdict on the open gap: on the timeline, and to anyone in wait_stall.
+ * Called with w->lock held. */
+static void report_gap(fb_watchdog *w, int64_t now, const char *kind)
+{
+    if (w->tl)
+        fb_timeline_addf(w->tl, now, w->source, kind, NULL,
+                         "{\"gap_ns\":%" PRId64 ",\"since_ns\":%" PRId64 "}",
+                         now - w->last_ns, w->last_ns);
+    pthread_cond_broadcast(&w->cond);
+}
+
 static void *stall_main(void *arg)
 {
     fb_watchdog *w = arg;
@@ -105,21 +116,13 @@ static void *stall_main(void *arg)
         if (w->running && !w->warned_gap && now > warn_at) {
             w->warned_gap = 1;
             w->over_two_thirds = 1;
-            if (w->tl)
-                fb_timeline_addf(w->tl, now, w->source, "watchdog.warning", NULL,
-                                 "{\"gap_ns\":%" PRId64 ",\"since_ns\":%" PRId64 "}",
-                                 now - w->last_ns, w->last_ns);
-            pthread_cond_broadcast(&w->cond);
+            report_gap(w, now, "watchdog.warning");
             continue;
         }
         if (w->running && !w->stalled_gap && now > stall_at) {
             w->stalled_gap = 1;
             w->over_timeout = 1;
-            if (w->tl)
-                fb_timeline_addf(w->tl, now, w->source, "watchdog.stall", NULL,
-                                 "{\"gap_ns\":%" PRId64 ",\"since_ns\":%" PRId64 "}",
-                                 now - w->last_ns, w->last_ns);
-            pthread_cond_broadcast(&w->cond);
+            report_gap(w, now, "watchdog.stall");
             continue;
         }
         int64_t wake = !w->running ? now + FB_NS_PER_S

@@ -125,19 +125,6 @@ PyObject *core_at_set_urc_callback(PyObject *op, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-static const char *result_name(fb_at_result r)
-{
-    switch (r) {
-    case FB_AT_OK: return "OK";
-    case FB_AT_ERROR: return "ERROR";
-    case FB_AT_CME_ERROR: return "CME_ERROR";
-    case FB_AT_CMS_ERROR: return "CMS_ERROR";
-    case FB_AT_CUSTOM: return "CUSTOM";
-    case FB_AT_OTHER: return "OTHER";
-    }
-    return "?";
-}
-
 static PyObject *response_tuple(const fb_at_response *r)
 {
     PyObject *lines = PyList_New((Py_ssize_t)r->count);
@@ -151,7 +138,7 @@ static PyObject *response_tuple(const fb_at_response *r)
         }
         PyList_SET_ITEM(lines, (Py_ssize_t)i, b);
     }
-    return Py_BuildValue("(sly#NOLL)", result_name(r->result), r->error_code,
+    return Py_BuildValue("(sly#NOLL)", fb_at_result_name(r->result), r->error_code,
                          r->final ? r->final : "", (Py_ssize_t)r->final_len, lines,
                          r->echoed ? Py_True : Py_False, (long long)r->t_sent,
                          (long long)r->t_done);

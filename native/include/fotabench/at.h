@@ -38,6 +38,9 @@ typedef enum fb_at_result {
     FB_AT_OTHER = 5      /* NO CARRIER, BUSY, NO ANSWER, NO DIALTONE */
 } fb_at_result;
 
+/* Stable name of a result: "OK", "ERROR", "CME_ERROR", "CMS_ERROR", "CUSTOM", "OTHER". */
+const char *fb_at_result_name(fb_at_result result);
+
 typedef struct fb_at_response {
     fb_at_result result;
     long error_code;  /* of +CME/+CMS ERROR (-1 when not a number, e.g. text mode) */
