@@ -18,6 +18,8 @@ from typing import Optional
 
 import pytest
 
+from tool_env import tool_env  # noqa: F401  (re-exported for the server tests)
+
 LOOPBACK = "127.0.0.1"
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
                                   else None)
@@ -43,15 +45,6 @@ class Fetch:
     stderr: str
     elapsed: float
     headers: str = ""
-
-
-def tool_env() -> dict:
-    """The environment for system tools (curl, wget, nginx, vsftpd): without the ASan
-    pass's LD_PRELOAD, which is meant for Python alone (curl hangs with libasan
-    preloaded)."""
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    return env
 
 
 def curl(url: str, out: Path, *args: str, timeout: float = 30) -> Fetch:

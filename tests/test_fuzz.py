@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tool_env import tool_env
+
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
 FUZZ_BIN = NATIVE / "build" / "fuzz"
@@ -28,14 +30,6 @@ SECONDS = 20
 TAIL_LINES = 60
 
 pytestmark = pytest.mark.fuzz
-
-
-def clean_env():
-    env = dict(os.environ)
-    # The ASan pass preloads gcc's libasan into Python; a libFuzzer binary carries
-    # clang's runtime and must not get a second one.
-    env.pop("LD_PRELOAD", None)
-    return env
 
 
 def tail(text, lines=TAIL_LINES):
@@ -58,12 +52,12 @@ def fuzz_build(tmp_path_factory):
                    "{ (void)d; (void)n; return 0; }\n")
     run = subprocess.run([cc, "-fsanitize=fuzzer,address,undefined", str(src), "-o",
                           str(probe / "probe")], capture_output=True, text=True,
-                         env=clean_env(), timeout=120)
+                         env=tool_env(), timeout=120)
     if run.returncode != 0:
         pytest.skip(f"{cc} cannot build a -fsanitize=fuzzer program (libFuzzer runtime "
                     f"missing?):\n{tail(run.stderr, 10)}")
     build = subprocess.run(["make", "-s", "-C", str(NATIVE), "fuzz"], capture_output=True,
-                           text=True, env=clean_env(), timeout=600)
+                           text=True, env=tool_env(), timeout=600)
     assert build.returncode == 0, f"make -C native fuzz failed:\n{build.stdout}{build.stderr}"
     return FUZZ_BIN
 
@@ -72,7 +66,7 @@ def fuzz_build(tmp_path_factory):
 def seed_corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("fuzz-seeds")
     run = subprocess.run([sys.executable, str(NATIVE / "fuzz" / "make_corpus.py"), str(out)],
-                         capture_output=True, text=True, env=clean_env(), timeout=120)
+                         capture_output=True, text=True, env=tool_env(), timeout=120)
     assert run.returncode == 0, f"make_corpus.py failed:\n{run.stdout}{run.stderr}"
     return out
 
@@ -89,7 +83,7 @@ def test_fuzz_target(target, fuzz_build, seed_corpus, tmp_path):
     args = [str(binary), f"-max_total_time={SECONDS}", "-timeout=10",
             "-print_final_stats=1", f"-artifact_prefix={artifacts}/", str(corpus)]
     run = subprocess.run(args, capture_output=True, text=True, errors="replace",
-                         env=clean_env(), timeout=SECONDS + 120)
+                         env=tool_env(), timeout=SECONDS + 120)
     found = sorted(p.name for p in artifacts.iterdir())
     assert run.returncode == 0, (
         f"{target} exited with {run.returncode}; reproduce with `{binary} "

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from tool_env import tool_env
+
 ROOT = Path(__file__).resolve().parent.parent
 LANE = ROOT / "tests" / "hil-vm" / "lane.py"
 CI = os.environ.get("CI") == "true"
@@ -50,12 +52,6 @@ CHECKS = [
 LANE_TIMEOUT = 900  # cold cache: ~275 MB of kernel packages; warm: ~20 s
 
 
-def clean_env() -> dict:
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    return env
-
-
 def cannot_run(reason: str):
     if CI:
         pytest.fail(f"the qemu lane must run in CI but cannot: {reason}", pytrace=False)
@@ -77,7 +73,7 @@ def lane(tmp_path_factory):
     out = tmp_path_factory.mktemp("hil-vm")
     try:
         proc = subprocess.run([sys.executable, str(LANE), "--out", str(out)],
-                              capture_output=True, text=True, env=clean_env(),
+                              capture_output=True, text=True, env=tool_env(),
                               timeout=LANE_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"the qemu lane did not finish in {LANE_TIMEOUT} s:\n"

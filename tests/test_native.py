@@ -10,19 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from tool_env import tool_env
+
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
 SANITIZE = os.environ.get("FOTABENCH_SANITIZE", "") not in ("", "0")
 DRIVERS = sorted(p.stem for p in (NATIVE / "tests").glob("test_*.c"))
 
 
-def clean_env():
-    env = dict(os.environ)
-    # The ASan pass preloads libasan into Python; the drivers link their own.
-    env.pop("LD_PRELOAD", None)
-    if SANITIZE:
-        env["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=1"
-    return env
+def driver_env():
+    # LeakSanitizer on for the drivers in the sanitizer pass: the leak check of the core.
+    return tool_env(ASAN_OPTIONS="detect_leaks=1:abort_on_error=1") if SANITIZE else tool_env()
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +30,7 @@ def driver_dir():
         args.append("SANITIZE=1")
     if os.environ.get("FOTABENCH_WERROR"):
         args.append("WERROR=1")
-    build = subprocess.run(args, capture_output=True, text=True, env=clean_env())
+    build = subprocess.run(args, capture_output=True, text=True, env=driver_env())
     assert build.returncode == 0, f"building the C drivers failed:\n{build.stdout}{build.stderr}"
     return NATIVE / "build" / ("asan" if SANITIZE else "native") / "tests"
 
@@ -40,6 +38,6 @@ def driver_dir():
 @pytest.mark.parametrize("driver", DRIVERS)
 def test_c_driver(driver, driver_dir, tmp_path):
     run = subprocess.run([str(driver_dir / driver), str(tmp_path)], capture_output=True,
-                         text=True, env=clean_env(), timeout=120)
+                         text=True, env=driver_env(), timeout=120)
     assert run.returncode == 0, f"{driver} failed:\n{run.stdout}{run.stderr}"
     assert "all checks passed" in run.stdout

@@ -21,8 +21,9 @@ import pytest
 import fotabench
 from fotabench.sim import VirtualModule
 
+from tool_env import tool_env
 from vm_helpers import (ROOT, LineWatcher, PackageFtpServer, PackageHttpServer, Uart,
-                        build_app, collect_states, make_env, wait_ready)
+                        build_app, collect_states, wait_ready)
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux ptys")
 
@@ -553,7 +554,7 @@ def test_watchdog_fed_while_running(images, state_dir):
 # --- the command line and the embedded build ------------------------------------------
 
 # `python -m fotabench` children keep the environment: in the ASan pass they need its
-# LD_PRELOAD (make_env() is for make, which must not get it).
+# LD_PRELOAD (tool_env() is for make, which must not get it).
 def test_cli_sim_prints_json_and_stops_on_sigterm(images, state_dir):
     proc = subprocess.Popen([sys.executable, "-m", "fotabench", "sim", "--app",
                              str(images["v1"]), "--state", str(state_dir), "--boot-timing",
@@ -590,7 +591,7 @@ def test_cli_sim_usage_errors(state_dir):
                     reason="arm-none-eabi-gcc not installed")
 def test_agent_is_valid_embedded_c():
     r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "arm-check", "WERROR=1"],
-                       capture_output=True, text=True, env=make_env(), timeout=120)
+                       capture_output=True, text=True, env=tool_env(), timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "only the Ql_* API" in r.stdout
 
@@ -630,7 +631,7 @@ def test_make_opencpu_copies_the_agent_into_an_sdk(tmp_path):
     (sdk / "Makefile").write_text("new:\n\t@echo SDK-BUILD-RAN > build.log\n")
     r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "opencpu", f"SDK={sdk}",
                         "VERSION=3.1.4", "BUILD_ID=abc123"], capture_output=True, text=True,
-                       env=make_env(), timeout=60)
+                       env=tool_env(), timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     dest = sdk / "custom" / "fotabench"
     assert {p.name for p in dest.iterdir()} == {"main.c", "fb_agent.c", "fb_agent.h",
@@ -639,5 +640,5 @@ def test_make_opencpu_copies_the_agent_into_an_sdk(tmp_path):
     assert '"abc123"' in (dest / "fb_version.h").read_text()
     assert (sdk / "build.log").read_text().strip() == "SDK-BUILD-RAN"
     r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "opencpu"],
-                       capture_output=True, text=True, env=make_env(), timeout=60)
+                       capture_output=True, text=True, env=tool_env(), timeout=60)
     assert r.returncode != 0 and "SDK=" in r.stdout + r.stderr

@@ -17,15 +17,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from tool_env import tool_env
+
 ROOT = Path(__file__).resolve().parent.parent
 SANITIZE = os.environ.get("FOTABENCH_SANITIZE") == "1"
 FINAL = re.compile(r"^(OK|DEACT OK|ERROR|\+CME ERROR: \d+|\+CMS ERROR: \d+)$")
-
-
-def make_env() -> dict:
-    env = dict(os.environ)
-    env.pop("LD_PRELOAD", None)
-    return env
 
 
 def build_app(version: str, out: Path, pad: int = 0) -> Path:
@@ -34,7 +30,7 @@ def build_app(version: str, out: Path, pad: int = 0) -> Path:
            f"OUT={out}", f"PAD={pad}"]
     if SANITIZE:
         cmd.append("SANITIZE=1")
-    r = subprocess.run(cmd, env=make_env(), capture_output=True, text=True, timeout=300)
+    r = subprocess.run(cmd, env=tool_env(), capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stdout[-3000:]}{r.stderr[-3000:]}")
     return out
