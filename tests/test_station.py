@@ -503,3 +503,24 @@ def test_cli_schema(cli):
     assert p.returncode == 0 and os.path.samefile(p.stdout.strip(), schema_path())
     p = cli("station", "schema")
     assert json.loads(p.stdout) == schema()
+
+
+def test_merged_keys_report_explicit_lines_first():
+    # The explicit key given before the merge keeps its own line in an error; x- keys
+    # at the top are a place for anchors, anything else unknown is an error.
+    found = issues("""\
+        x-defaults: &d
+          model: M66
+          baud: 9600
+        defaults: 1
+        slots:
+          - baud: 115201
+            <<: *d
+            name: a
+            port: /dev/ttyS0
+        """)
+    assert found == [
+        "st.yaml:6: defaults: unknown key; expected one of: version, station, protocol, db, "
+        "power_after, server, timeouts, slots",
+        "st.yaml:8: slots[0].baud: expected a baud rate the module's UART supports: 4800, "
+        "9600, 19200, 38400, 57600, 115200, 230400 or 460800, got 115201"]

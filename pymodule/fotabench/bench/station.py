@@ -159,11 +159,11 @@ class _Doc:
             self.issue(line, path, f"unsupported YAML tag {node.tag}", refused=True)
             return None
         out: dict[str, Any] = {}
-        merged: dict[str, Any] = {}
+        merges = []
         for knode, vnode in node.value:
             kline = knode.start_mark.line + 1
             if knode.tag == _TAG + "merge":
-                merged.update(self._merge(vnode, path, stack, merged))
+                merges.append(vnode)   # after the explicit keys, so their lines win
                 continue
             if not isinstance(knode, yaml.ScalarNode):
                 self.issue(kline, path, "a key must be a plain name, not a list or mapping")
@@ -173,16 +173,17 @@ class _Doc:
                 self.issue(kline, path + (key,),
                            f"duplicate key (first at line {self.key_line[path + (key,)]})")
                 continue
-            self.key_line[path + (key,)] = kline
-            self.value_line[path + (key,)] = vnode.start_mark.line + 1
+            # setdefault: a merged mapping converted at this path keeps explicit lines.
+            self.key_line.setdefault(path + (key,), kline)
+            self.value_line.setdefault(path + (key,), vnode.start_mark.line + 1)
             out[key] = self.convert(vnode, path + (key,), stack)
-        for key, value in merged.items():
-            out.setdefault(key, value)
+        for vnode in merges:
+            for key, value in self._merge(vnode, path, stack).items():
+                out.setdefault(key, value)
         return out
 
-    def _merge(self, vnode: yaml.Node, path: Path, stack: tuple[int, ...],
-               already: dict[str, Any]) -> dict[str, Any]:
-        """YAML's ``<<: *defaults`` (or a list of them): keys not given explicitly."""
+    def _merge(self, vnode: yaml.Node, path: Path, stack: tuple[int, ...]) -> dict[str, Any]:
+        """YAML's ``<<: *defaults`` (or a list of them; the first one wins a key)."""
         sources = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
         out: dict[str, Any] = {}
         for src in sources:
@@ -190,13 +191,9 @@ class _Doc:
                 self.issue(src.start_mark.line + 1, path,
                            "<< merges a mapping (or a list of mappings) only")
                 continue
-            for knode, _ in src.value:
-                if isinstance(knode, yaml.ScalarNode) and knode.tag != _TAG + "merge":
-                    self.key_line.setdefault(path + (knode.value,), knode.start_mark.line + 1)
             data = self.convert(src, path, stack)
             for key, value in (data or {}).items():
-                if key not in out and key not in already:
-                    out[key] = value
+                out.setdefault(key, value)
         return out
 
     def _scalar(self, node: yaml.ScalarNode, path: Path, line: int) -> Any:
@@ -351,8 +348,9 @@ def _schema_issues(doc: _Doc, err: jsonschema.ValidationError) -> Iterator[Stati
     expected: Any = err.validator_value
     if v == "additionalProperties" and isinstance(inst, dict):
         known = list(sch.get("properties", {}))
+        patterns = list(sch.get("patternProperties", {}))
         for key in inst:
-            if key in known:
+            if key in known or any(re.search(pat, key) for pat in patterns):
                 continue
             guess = (difflib.get_close_matches(key, known, n=1, cutoff=0.6)
                      or [k for k in known if k.lower() == key.lower()]
