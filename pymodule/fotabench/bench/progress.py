@@ -159,9 +159,11 @@ class Progress:
             self._unsubscribe = self._bus.subscribe(self)
         if self.live:
             if self._live is None:
+                # stdout/stderr redirected while live: a print during the run shows
+                # above the table instead of tearing it.
                 self._live = Live(console=self.console, get_renderable=self.render,
                                   refresh_per_second=self._refresh, transient=False,
-                                  redirect_stdout=False, redirect_stderr=False)
+                                  redirect_stdout=True, redirect_stderr=True)
                 self._live.start()
         else:
             self._start_writer()
