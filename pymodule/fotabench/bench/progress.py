@@ -205,8 +205,8 @@ class Progress:
             try:
                 self.file.write(line + "\n")
                 self.file.flush()
-            except (OSError, ValueError):   # a closed pipe must not kill the writer's caller
-                pass
+            except (OSError, ValueError):   # a closed pipe (`| head`) ends the output,
+                pass                        # never the run
 
     # --- events ---------------------------------------------------------------------
 
@@ -259,7 +259,9 @@ class Progress:
             row.attempt = ev.attempt or row.attempt + 1
             row.outcome, row.reason, row.state, row.percent = None, "", "", None
             row.t_end_ns = None
+            wdt = printed.get("wdt", 0)     # the longest gap spans attempts: warned once
             printed.clear()
+            printed["wdt"] = wdt
             return [f"attempt {row.attempt}"]
         if k == "phase" and ev.phase:
             if ev.phase == row.phase:
