@@ -23,7 +23,7 @@ endif
 
 SOURCES := setup.py pyproject.toml $(wildcard native/src/*.c native/src/*.h \
            native/include/fotabench/*.h pymodule/ext/*.c pymodule/ext/*.h)
-TEST_DEPS := pytest hypothesis mypy
+TEST_DEPS := pytest hypothesis mypy types-PyYAML types-jsonschema
 
 .PHONY: all build deps test-deps demo test test-asan bench fuzz clean
 all: build

@@ -283,13 +283,19 @@ def _add_sim(sub: argparse._SubParsersAction) -> None:
     add_parser(sub)
 
 
+def _add_station(sub: argparse._SubParsersAction) -> None:
+    from .cli_station import add_parser
+    add_parser(sub)
+
+
 COMMANDS = {"app": _add_app, "package": _add_package, "inspect": _add_inspect, "md5": _add_md5,
-            "url": _add_url, "models": _add_models, "serve": _add_serve, "sim": _add_sim}
+            "url": _add_url, "models": _add_models, "serve": _add_serve, "sim": _add_sim,
+            "station": _add_station}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The whole parser, or only ``command``'s part of it: a command line that names its
-    command parses without building the other seven (start-up time of station scripts
+    command parses without building the others (start-up time of station scripts
     that call the CLI in a loop); help and errors otherwise come from the whole one."""
     p = argparse.ArgumentParser(
         prog="fotabench",
@@ -308,7 +314,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(words[0] if words and words[0] in COMMANDS else None)
     args = parser.parse_args(words)
     try:
-        args.func(args)
+        rc = args.func(args)   # a command may return its own exit code (station check: 2)
     except CheckFailed:
         return 1
     except _core.FotabenchError as e:
@@ -319,7 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    return 0
+    return rc if isinstance(rc, int) else 0
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ class SlotSpec:
     virtual: Optional[VirtualSpec] = None   # set: a virtual module, port/gpio_chip unused
     power_after: str = "on"            # how the module is left after a run: "on" or "off"
     timeouts: Optional[Timeouts] = None     # None: the station's
+    protocol: Optional[str] = None     # "http" or "ftp"; None: the station's
 
 
 @dataclass(frozen=True)
