@@ -133,7 +133,10 @@ def test_module_refuses_bad_http_answers(images, vm, fault):
         assert states[-1] == ("UP_UPGRADFAILED", 0), states
         assert vm.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
         assert_http_ok(upgrade(vm, url, retry=True))
+        recs = srv.wait_records(2, timeout=10)
     rebooted_into_v2(vm)
+    # the fault really was served the first time, and only then
+    assert [r.outcome for r in recs] == ["fault_injected", "complete"], recs
 
 
 @pytest.mark.parametrize("fault", [Fault.drop(at=1000, times=1), Fault.size_lie(100, times=1),
@@ -148,7 +151,10 @@ def test_module_survives_ftp_faults_and_retries(images, vm, fault):
         assert states[-1] == ("UP_UPGRADFAILED", 0), states
         assert vm.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
         assert upgrade(vm, url, retry=True) == FTP_OK
+        recs = [r for r in srv.records if r.outcome in ("fault_injected", "complete")]
     rebooted_into_v2(vm)
+    # the fault really was served the first time, and only then
+    assert [r.outcome for r in recs] == ["fault_injected", "complete"], srv.records
 
 
 def test_module_core_retries_a_failed_ftp_login(images, vm):

@@ -257,13 +257,19 @@ def test_ftp_faults_fail_and_old_app_keeps_running(images, state_dir, tmp_path, 
     ftp = PackageFtpServer(home, size_delta=1000 if fault == "truncated" else 0)
     try:
         with start(images, state_dir) as vm:
-            with Uart(vm.uart1) as u:
+            with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
                 wait_ready(u, "1.0.0")
                 states = upgrade(u, f"ftp://127.0.0.1/v2.bin:{ftp.port}@bench:pw")
                 head = [("UP_START", 0), ("UP_CONNECTING", 0), ("UP_CONNECTED", 0),
                         ("UP_GETTING_FILE", 0)]
                 tail = [("UP_GET_FILE_OK", 100)] if fault == "md5" else []
                 assert states == head + tail + [("UP_UPGRADFAILED", 0)]
+                if fault == "truncated":
+                    # SIZE announced 1000 bytes more than RETR delivered
+                    m = dbg.expect(r"FTP: RETR v2\.bin failed after (\d+) of (\d+) bytes", 5)
+                    assert (int(m.group(1)), int(m.group(2))) == (len(body), len(body) + 1000)
+                else:
+                    dbg.expect(r"package check failed: .*(?i:md5)", 5)
                 assert u.quiet(0.3) == []
                 assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
     finally:
@@ -277,7 +283,7 @@ def test_ftp_five_tries_two_intervals_then_reset_request(images, state_dir):
     port = s.getsockname()[1]
     s.close()  # nobody listens there
     with start(images, state_dir, ftp_retry_ms=150) as vm:
-        with Uart(vm.uart1) as u:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
             wait_ready(u, "1.0.0")
             t0 = time.monotonic()
             assert u.command(f'AT+FBUPG="ftp://127.0.0.1/f/v2.bin:{port}@bench:pw"') == ["OK"]
@@ -286,6 +292,10 @@ def test_ftp_five_tries_two_intervals_then_reset_request(images, state_dir):
             states = [l for _, l in u.history if l.startswith("+FBSTATE:")]
             assert states == ["+FBSTATE: UP_START,0", "+FBSTATE: UP_CONNECTING,0"]
             assert elapsed >= 4 * 0.150  # 5 tries, 4 pauses
+            # the fault: five refused connections, as the module's timeline shows
+            dbg.quiet(0.2)
+            tries = [t for t, l in dbg.history if f"FTP: open 127.0.0.1:{port} failed" in l]
+            assert len(tries) == 5, dbg.history
             assert u.quiet(0.3) == []   # no callback after the tries
             assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
 
@@ -313,9 +323,25 @@ def corrupt(data: bytes, offset: int) -> bytes:
     return bytes(b)
 
 
+# What the module says on UART2 for each refusal (its timeline), and what the server must
+# have seen: each fault test asserts the fault really happened, not only that it failed.
+HTTP_FAULT_REASON = {
+    "md5": r"package check failed: .*(?i:md5)",
+    "header_crc": r"package check failed: .*(?i:crc|md5)",
+    "wrong_model": r"package check failed: .*(?i:model|load address|region)",
+    "truncated": r"package check failed: .*(?i:md5|length)",
+    "close_half": r"HTTP download failed: .*\((\d+) of (\d+) bytes\)",
+    "chunked": r"HTTP download failed: Transfer-Encoding",
+    "nolength": r"HTTP download failed: no Content-Length",
+    "redirect": r"HTTP download failed: status is not 2xx",
+    "longheader": r"HTTP download failed: header line longer than 512 bytes",
+    "notfound": r"HTTP download failed: status is not 2xx",
+}
+
+
 @pytest.mark.parametrize("fault", ["md5", "header_crc", "wrong_model", "truncated",
                                    "close_half", "chunked", "nolength", "redirect",
-                                   "longheader", "notfound", "stall"])
+                                   "longheader", "notfound"])
 def test_http_faults_fail_and_old_app_keeps_running(images, state_dir, http, fault):
     body = images["pkg"].read_bytes()
     mode = "ok"
@@ -338,19 +364,64 @@ def test_http_faults_fail_and_old_app_keeps_running(images, state_dir, http, fau
     http.files["/v2.bin"] = body
     http.mode = mode
     with start(images, state_dir, http_timeout=2) as vm:
-        with Uart(vm.uart1) as u:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
             wait_ready(u, "1.0.0")
             states = upgrade(u, http_url(http), timeout=20)
             assert states[0] == ("UP_START", 0)
             assert states[-1] == ("UP_UPGRADFAILED", 0), states
             assert "UP_SYSTEM_REBOOT" not in [s for s, _ in states]
+            # the module's own account of why (its timeline on UART2)
+            why = dbg.expect(HTTP_FAULT_REASON[fault], 5)
             assert u.quiet(0.3) == []
             assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
             assert u.command("AT+FBUPDATE") == ["+CME ERROR: 3"]
-            if fault in ("md5", "header_crc", "wrong_model", "truncated"):
-                # the download itself went through: the check at the end refused it
-                assert ("UP_GETTING_FILE", 100) in states or fault == "truncated"
+    # the server's record: one request (redirects are not followed, nothing retried)
+    (req,) = http.requests
+    assert req["path"] == "/v2.bin"
+    if fault in ("md5", "header_crc", "wrong_model", "truncated"):
+        # the download itself went through: the check at the end refused it
+        assert ("UP_GETTING_FILE", 100) in states
+        assert req["sent"] == len(body)
+    elif fault == "close_half":
+        assert req["sent"] == len(body) // 2
+        assert (int(why.group(1)), int(why.group(2))) == (len(body) // 2, len(body))
+        assert ("UP_GETTING_FILE", 100) not in states
+    elif fault == "chunked":
+        assert req["sent"] > len(body)   # chunk framing around the whole body
+        assert ("UP_GETTING_FILE", 0) not in states  # refused at the headers
+    else:   # refused at the headers
+        assert ("UP_GETTING_FILE", 0) not in states
     assert not (state_dir / "fota.flag").exists()
+
+
+@pytest.mark.parametrize("where", ["before_headers", "mid_body"])
+def test_http_no_data_timeout(images, state_dir, http, where):
+    """--http-timeout: the server goes silent (before the headers, or after half the
+    body); the module gives up after exactly that many seconds without data and closes
+    the connection, which the server sees."""
+    body = images["pkg"].read_bytes()
+    http.files["/v2.bin"] = body
+    http.mode = "stall_headers" if where == "before_headers" else "stall"
+    timeout = 2
+    with start(images, state_dir, http_timeout=timeout) as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            states = upgrade(u, http_url(http), timeout=30)
+            t_failed = u.history[-1][0]
+            assert states[-1] == ("UP_UPGRADFAILED", 0), states
+            dbg.expect(r"HTTP download failed: no data for 2 s", 5)
+            assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+    (req,) = http.requests
+    # the stall really happened, and the module (not the server) ended it
+    assert req["stalled_ns"] is not None and req["client_closed_ns"] is not None, req
+    if where == "mid_body":
+        assert req["sent"] == len(body) // 2
+        assert ("UP_GETTING_FILE", 0) in states
+    else:
+        assert req["sent"] == 0 and ("UP_GETTING_FILE", 0) not in states
+    silent = (req["client_closed_ns"] - req["stalled_ns"]) / 1e9
+    assert timeout - 0.05 <= silent <= timeout + 0.5, silent
+    assert 0 <= (t_failed - req["client_closed_ns"]) / 1e9 < 1.0
 
 
 def test_url_rules(images, state_dir):
@@ -377,11 +448,12 @@ def test_url_rules(images, state_dir):
 def test_pdp_failure(images, state_dir, http):
     http.files["/v2.bin"] = images["pkg"].read_bytes()
     with start(images, state_dir, pdp_fail=True) as vm:
-        with Uart(vm.uart1) as u:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
             wait_ready(u, "1.0.0")
             assert u.command("AT+QIACT") == ["ERROR"]
             states = upgrade(u, http_url(http))
             assert states == [("UP_START", 0), ("UP_UPGRADFAILED", 0)]
+            dbg.expect("FOTA: no PDP context", 5)
     assert http.requests == []
 
 
@@ -392,8 +464,11 @@ def test_attach_failure(images, state_dir, http):
             u.expect(r'^\+FBREADY: "1\.0\.0"', 10)
             u.expect(r"^\+CREG: 1$", 10)
             assert u.command("AT+CGATT?") == ["+CGATT: 0", "OK"]
-            states = upgrade(u, http_url(http))
-            assert states[-1] == ("UP_UPGRADFAILED", 0)
+            with Uart(vm.uart2) as dbg:
+                states = upgrade(u, http_url(http))
+                assert states == [("UP_START", 0), ("UP_UPGRADFAILED", 0)]
+                dbg.expect("FOTA: no PDP context", 5)  # no GPRS: no context
+    assert http.requests == []  # it never got as far as the server
 
 
 def test_malformed_and_overlong_lines(images, state_dir):
@@ -420,7 +495,7 @@ def test_malformed_and_overlong_lines(images, state_dir):
 
 def test_watchdog_resets_when_feeding_stops(images, state_dir):
     with start(images, state_dir, wdt_timeout=1.6) as vm:
-        with Uart(vm.uart1) as u:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
             wait_ready(u, "1.0.0")
             # fed while running: no reset for well over the chip's timeout
             assert all(not l.startswith("RDY") for l in u.quiet(2.5))
@@ -430,6 +505,8 @@ def test_watchdog_resets_when_feeding_stops(images, state_dir):
             elapsed = time.monotonic() - t0
             # logic watchdog (2 s) expires, then the chip's 1.6 s
             assert 1.6 <= elapsed <= 6.0, elapsed
+            # the fault as the module saw it: its logic watchdog expired, WDI stopped
+            dbg.expect("CORE: logic watchdog expired", 1)
             wait_ready(u, "1.0.0")
 
 

@@ -247,6 +247,7 @@ struct http_job {
     int status, fail, have_len, headers_done, last_pct;
     long long clen, got;
     int64_t t0;
+    int64_t last_ns; /* when data last arrived (the no-data timeout counts from it) */
     char why[160];
 };
 
@@ -279,6 +280,7 @@ static size_t http_header(char *buf, size_t size, size_t nitems, void *ud)
     line[n] = '\0';
     while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == '\n'))
         line[--n] = '\0';
+    j->last_ns = sim_now_ns();
     if (!strncmp(line, "HTTP/", 5)) {
         const char *sp = strchr(line, ' ');
         j->status = sp ? atoi(sp + 1) : 0;
@@ -318,12 +320,62 @@ static size_t http_body(char *ptr, size_t size, size_t nmemb, void *ud)
     if (j->t0 == 0)
         j->t0 = sim_now_ns();
     link_pace(j->t0, j->got);
+    j->last_ns = sim_now_ns(); /* after the link's pacing: that is not the server's silence */
     int pct = (int)(j->got * 100 / j->clen) / 5 * 5;
     if (pct > j->last_pct) {
         j->last_pct = pct;
         post_state(UP_GETTING_FILE, pct);
     }
     return size * nmemb;
+}
+
+/* Runs the transfer with the module's no-data timeout: --http-timeout seconds after the
+ * last byte (or the start), before the headers and mid-body alike. curl's low-speed
+ * check only looks once a second over a whole window and overshot by up to ~6 s; here
+ * the deadline is checked at least every 100 ms. */
+static CURLcode http_perform(CURL *c, struct http_job *j)
+{
+    CURLM *m = curl_multi_init();
+    if (!m)
+        return CURLE_OUT_OF_MEMORY;
+    if (curl_multi_add_handle(m, c) != CURLM_OK) {
+        curl_multi_cleanup(m);
+        return CURLE_FAILED_INIT;
+    }
+    const int64_t limit_ns = (int64_t)g_cfg.http_timeout_s * 1000000000LL;
+    CURLcode rc = CURLE_OK;
+    int running = 1, done = 0;
+    j->last_ns = sim_now_ns();
+    while (running) {
+        if (curl_multi_perform(m, &running) != CURLM_OK) {
+            rc = CURLE_RECV_ERROR;
+            break;
+        }
+        if (!running)
+            break;
+        int64_t left = j->last_ns + limit_ns - sim_now_ns();
+        if (left <= 0) {
+            if (!j->fail)
+                snprintf(j->why, sizeof(j->why), "no data for %d s", g_cfg.http_timeout_s);
+            j->fail = 1;
+            break;
+        }
+        int wait_ms = (int)(left / 1000000LL) + 1;
+        curl_multi_poll(m, NULL, 0, wait_ms < 100 ? wait_ms : 100, NULL);
+    }
+    CURLMsg *msg;
+    int queued;
+    while ((msg = curl_multi_info_read(m, &queued)) != NULL) {
+        if (msg->msg == CURLMSG_DONE) {
+            rc = msg->data.result;
+            done = 1;
+        }
+    }
+    if (!done && rc == CURLE_OK && !j->fail)
+        rc = CURLE_RECV_ERROR;
+    curl_multi_remove_handle(m, c); /* closes the connection: the server sees it */
+    curl_multi_cleanup(m);
+    return rc;
 }
 
 static void *http_worker(void *arg)
@@ -359,8 +411,6 @@ static void *http_worker(void *arg)
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)g_cfg.http_timeout_s);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)g_cfg.http_timeout_s);
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 1024L);
     curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, http_prereq);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, http_header);
@@ -368,7 +418,7 @@ static void *http_worker(void *arg)
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, j);
     link_before_connect();
-    CURLcode rc = curl_easy_perform(c);
+    CURLcode rc = http_perform(c, j);
     curl_easy_cleanup(c);
     curl_slist_free_all(hdrs);
     if (rc != CURLE_OK || j->fail || !j->headers_done || j->got != j->clen) {
