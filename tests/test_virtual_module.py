@@ -325,11 +325,11 @@ def corrupt(data: bytes, offset: int) -> bytes:
 
 # What the module says on UART2 for each refusal (its timeline), and what the server must
 # have seen: each fault test asserts the fault really happened, not only that it failed.
+# (Ql_FOTA_Finish checks the MD5 by default: a changed header byte fails it too.)
 HTTP_FAULT_REASON = {
-    "md5": r"package check failed: .*(?i:md5)",
-    "header_crc": r"package check failed: .*(?i:crc|md5)",
-    "wrong_model": r"package check failed: .*(?i:model|load address|region)",
-    "truncated": r"package check failed: .*(?i:md5|length)",
+    "md5": r"package check failed: MD5 of the \d+ bytes before the trailer does not match",
+    "header_byte": r"package check failed: MD5 of the \d+ bytes",
+    "truncated": r"package check failed: MD5 of the \d+ bytes",
     "close_half": r"HTTP download failed: .*\((\d+) of (\d+) bytes\)",
     "chunked": r"HTTP download failed: Transfer-Encoding",
     "nolength": r"HTTP download failed: no Content-Length",
@@ -339,7 +339,7 @@ HTTP_FAULT_REASON = {
 }
 
 
-@pytest.mark.parametrize("fault", ["md5", "header_crc", "wrong_model", "truncated",
+@pytest.mark.parametrize("fault", ["md5", "header_byte", "truncated",
                                    "close_half", "chunked", "nolength", "redirect",
                                    "longheader", "notfound"])
 def test_http_faults_fail_and_old_app_keeps_running(images, state_dir, http, fault):
@@ -347,16 +347,8 @@ def test_http_faults_fail_and_old_app_keeps_running(images, state_dir, http, fau
     mode = "ok"
     if fault == "md5":
         body = corrupt(body, len(body) // 2)
-    elif fault == "header_crc":
-        body = corrupt(body, 40)  # a reserved byte: only the CRC notices
-    elif fault == "wrong_model":
-        raw = images["v2"].read_bytes()[GFH:]
-        mc60 = images["dir"] / "mc60_raw.bin"
-        mc60.write_bytes(raw)
-        app = images["dir"] / "mc60_app.bin"
-        fotabench.AppImage.wrap(mc60, app, model="MC60")
-        fotabench.Package.build(app, images["dir"] / "mc60_pkg.bin")
-        body = (images["dir"] / "mc60_pkg.bin").read_bytes()
+    elif fault == "header_byte":
+        body = corrupt(body, 40)  # a reserved header byte
     elif fault == "truncated":
         body = body[: len(body) - 100]
     else:
@@ -378,7 +370,7 @@ def test_http_faults_fail_and_old_app_keeps_running(images, state_dir, http, fau
     # the server's record: one request (redirects are not followed, nothing retried)
     (req,) = http.requests
     assert req["path"] == "/v2.bin"
-    if fault in ("md5", "header_crc", "wrong_model", "truncated"):
+    if fault in ("md5", "header_byte", "truncated"):
         # the download itself went through: the check at the end refused it
         assert ("UP_GETTING_FILE", 100) in states
         assert req["sent"] == len(body)
@@ -443,6 +435,165 @@ def test_url_rules(images, state_dir):
             states = upgrade(u, "https://127.0.0.1/v2.bin")
             assert states == [("UP_START", 0), ("UP_URLDECODEFAIL", 0), ("UP_UPGRADFAILED", 0)]
             assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+
+
+# --- the module's own rules (sim/modside.c), not the bench's -------------------------------
+
+def bench_url_check(url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fotabench", "url", "check", url],
+                          capture_output=True, text=True, timeout=60)
+
+
+def wrap_package(images, raw_from: Path, model: str, name: str) -> bytes:
+    """The agent's payload wrapped for another model by the bench's tools, packaged."""
+    raw = images["dir"] / f"{name}_raw.bin"
+    raw.write_bytes(raw_from.read_bytes()[GFH:])
+    app = images["dir"] / f"{name}_app.bin"
+    fotabench.AppImage.wrap(raw, app, model=model)
+    fotabench.Package.build(app, images["dir"] / f"{name}_pkg.bin")
+    return (images["dir"] / f"{name}_pkg.bin").read_bytes()
+
+
+@pytest.mark.parametrize("form", ["at_sign", "file_port"])
+def test_http_url_the_bench_refuses_works_as_on_a_module(images, state_dir, http, form):
+    """§3: the module cuts an HTTP URL at its first '@' and sends a ':' in the path as
+    part of the request path. `fotabench url check` refuses both (with its reasons); the
+    module does what a module does: here both download and upgrade."""
+    if form == "at_sign":
+        url, served = f"http://127.0.0.1:{http.port}/v2.bin@user:secret", "/v2.bin"
+    else:
+        url, served = f"http://127.0.0.1:{http.port}/v2.bin:{http.port}", f"/v2.bin:{http.port}"
+    r = bench_url_check(url)
+    assert r.returncode != 0 and "refused" in r.stdout + r.stderr, r
+    http.files[served] = images["pkg"].read_bytes()
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            assert_http_sequence(upgrade(u, url))
+            wait_ready(u, "2.0.0")
+    (req,) = http.requests
+    assert req["request_line"] == f"GET {served} HTTP/1.1"
+    assert dict(req["headers"])["Host"] == f"127.0.0.1:{http.port}"
+
+
+def test_ftp_url_forms_as_the_module_reads_them(images, state_dir, tmp_path):
+    """§3 FTP: the password is everything after the first ':' behind '@' ('@' allowed);
+    a URL without :port or @user:password is a decode failure by default (the SDK's
+    parser mis-reads it), or the note's defaults with --ftp-short-url accept; a port
+    before the path is read as part of the path, so the download fails on the server."""
+    home = tmp_path / "ftp"
+    home.mkdir()
+    (home / "v2.bin").write_bytes(images["pkg"].read_bytes())
+    ftp = PackageFtpServer(home, password="p@ss:w", anonymous=True)
+    try:
+        with start(images, state_dir, ftp_retry_ms=50) as vm:
+            with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+                wait_ready(u, "1.0.0")
+                # short forms: UP_URLDECODEFAIL and -1, as any FTP decode failure
+                for url in (f"ftp://127.0.0.1/v2.bin:{ftp.port}", "ftp://127.0.0.1/v2.bin"):
+                    assert bench_url_check(url).returncode != 0
+                    assert u.command(f'AT+FBUPG="{url}"') == ["+FBUPG: -1", "OK"]
+                    u.expect(r"^\+FBSTATE: UP_URLDECODEFAIL,0$", 5)
+                    dbg.expect(r"URL decode failed: no (:port|@user:password)", 5)
+                # port before the path: decoded, the host stops at ':', "PORT" joins the path
+                url = f"ftp://127.0.0.1:{ftp.port}/v2.bin:{ftp.port}@bench:p@ss:w"
+                assert bench_url_check(url).returncode != 0
+                assert upgrade(u, url) == [("UP_START", 0), ("UP_CONNECTING", 0),
+                                           ("UP_CONNECTED", 0), ("UP_UPGRADFAILED", 0)]
+                dbg.expect(rf"FTP: SIZE v2\.bin failed", 5)
+                # the password with '@' and ':' in it (bench and module agree)
+                url = f"ftp://127.0.0.1/v2.bin:{ftp.port}@bench:p@ss:w"
+                assert bench_url_check(url).returncode == 0
+                assert upgrade(u, url)[-1] == ("UP_SYSTEM_REBOOT", 100)
+                wait_ready(u, "2.0.0")
+        # the switch: the note's documented short form (anonymous) is taken as written
+        with start(images, state_dir, ftp_short_url="accept", reflash=True) as vm:
+            with Uart(vm.uart1) as u:
+                wait_ready(u, "1.0.0")
+                states = upgrade(u, f"ftp://127.0.0.1/v2.bin:{ftp.port}")
+                assert states[-1] == ("UP_SYSTEM_REBOOT", 100), states
+                wait_ready(u, "2.0.0")
+    finally:
+        ftp.close()
+
+
+def test_url_limits_of_the_module(images, state_dir):
+    """§3 limits, each one character over: the module refuses (FTP: decode failure, -1;
+    HTTP: reported, then the flow fails), and says which field."""
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            ftp_cases = [
+                ("ftp://" + "h" * 40 + "/f.bin:21@u:p", "FTP host is 40"),
+                ("ftp://h/" + "d" * 60 + "/f.bin:21@u:p", "FTP path is 60"),
+                ("ftp://h/d/" + "f" * 25 + ":21@u:p", "FTP file name is 25"),
+                ("ftp://h/d/f.bin:21@" + "u" * 20 + ":p", "FTP user is 20"),
+                ("ftp://h/d/f.bin:21@u:" + "p" * 20, "FTP password is 20"),
+                ("ftp://h/d/f.bin:99999@u:p", "port"),
+            ]
+            for url, why in ftp_cases:
+                assert u.command(f'AT+FBUPG="{url}"') == ["+FBUPG: -1", "OK"], url
+                u.expect(r"^\+FBSTATE: UP_URLDECODEFAIL,0$", 5)
+                dbg.expect(re.escape(why), 5)
+            # at the limit: decoded (the connection then fails: nobody at host "h")
+            http_cases = [
+                ("http://" + "1" * 30 + "/a.bin", "IP host is 30"),
+                ("http://" + "h" * 151 + "/a.bin", "HTTP host is 151"),
+                ("http://h/" + "a" * 200, "URL is 209 characters"),
+                ("https://127.0.0.1/a.bin", "not http://"),
+            ]
+            for url, why in http_cases:
+                assert upgrade(u, url) == [("UP_START", 0), ("UP_URLDECODEFAIL", 0),
+                                           ("UP_UPGRADFAILED", 0)], url
+                dbg.expect(re.escape(why), 5)
+
+
+def test_package_check_md5_by_default_full_by_option(images, state_dir, http):
+    """Ql_FOTA_Finish checks the checksum (§8): by default only the MD5 trailer, so a
+    package whose header CRC is wrong but whose MD5 is right is accepted and installed;
+    --package-check full refuses it at the end of the download."""
+    import hashlib
+    body = bytearray(images["pkg"].read_bytes())
+    body[76] ^= 0xFF                                  # the header CRC field
+    body[-16:] = hashlib.md5(bytes(body[:-16])).digest()
+    http.files["/v2.bin"] = bytes(body)
+    with start(images, state_dir, package_check="full") as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            assert upgrade(u, http_url(http))[-1] == ("UP_UPGRADFAILED", 0)
+            dbg.expect(r"package check failed: header CRC 0x[0-9A-F]{4} differs", 5)
+            assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            assert_http_sequence(upgrade(u, http_url(http)))
+            wait_ready(u, "2.0.0")
+    assert [r["sent"] for r in http.requests] == [len(body)] * 2
+
+
+def test_app_for_another_model_is_downloaded_but_not_booted(images, state_dir, http):
+    """An MC60 package on an M66: the MD5 is right, so the download ends in
+    UP_SYSTEM_REBOOT and the core copies it; the boot's check (load address 0x102DB000
+    is not the M66's region) refuses to start it: RDY, then no app (no +FBREADY).
+    With --package-check full the module refuses it at the end of the download."""
+    http.files["/mc60.bin"] = wrap_package(images, images["v2"], "MC60", "mc60")
+    with start(images, state_dir, package_check="full") as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            assert upgrade(u, http_url(http, "/mc60.bin"))[-1] == ("UP_UPGRADFAILED", 0)
+            dbg.expect(r"package check failed: app image: load address 0x102DB000 is not "
+                       r"this M66's app region \(0x102C7000\)", 5)
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            assert_http_sequence(upgrade(u, http_url(http, "/mc60.bin")))
+            u.expect("^RDY$", 10)
+            dbg.expect("BOOT: new app in place", 10)
+            dbg.expect(r"BOOT: app image refused: load address 0x102DB000 is not this M66's",
+                       10)
+            assert not any(l.startswith("+FBREADY") for l in u.quiet(1.0))
+            u.send("AT+FBVER?")
+            assert u.quiet(0.5) == []   # no app: nobody answers on UART1
 
 
 def test_pdp_failure(images, state_dir, http):

@@ -24,10 +24,12 @@ SANITIZE = os.environ.get("FOTABENCH_SANITIZE") == "1"
 FINAL = re.compile(r"^(OK|DEACT OK|ERROR|\+CME ERROR: \d+|\+CMS ERROR: \d+)$")
 
 
-def build_app(version: str, out: Path, pad: int = 0) -> Path:
-    """make -C firmware sim VERSION=... OUT=... (SANITIZE=1 in the ASan pass)."""
+def build_app(version: str, out: Path, pad: int = 0, model: str | None = None) -> Path:
+    """make -C firmware sim VERSION=... OUT=... [MODEL=...] (SANITIZE=1 in the ASan pass)."""
     cmd = ["make", "-s", "-C", str(ROOT / "firmware"), "sim", f"VERSION={version}",
            f"OUT={out}", f"PAD={pad}"]
+    if model is not None:
+        cmd.append(f"MODEL={model}")
     if SANITIZE:
         cmd.append("SANITIZE=1")
     r = subprocess.run(cmd, env=tool_env(), capture_output=True, text=True, timeout=300)
@@ -301,16 +303,20 @@ class PackageHttpServer:
 
 
 class PackageFtpServer:
-    """pyftpdlib on 127.0.0.1, user bench / password pw, home = directory."""
+    """pyftpdlib on 127.0.0.1, user bench / password `password` (default pw), home =
+    directory; `anonymous` also lets anonymous in."""
 
-    def __init__(self, home: Path, size_delta: int = 0):
+    def __init__(self, home: Path, size_delta: int = 0, password: str = "pw",
+                 anonymous: bool = False):
         from pyftpdlib.authorizers import DummyAuthorizer
         from pyftpdlib.handlers import FTPHandler
         from pyftpdlib.servers import FTPServer
         import logging
         logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
         auth = DummyAuthorizer()
-        auth.add_user("bench", "pw", str(home), perm="elr")
+        auth.add_user("bench", password, str(home), perm="elr")
+        if anonymous:
+            auth.add_anonymous(str(home), perm="elr")
 
         class Handler(FTPHandler):
             authorizer = auth

@@ -1,7 +1,7 @@
 /* fotabench virtual module: a clean-room Ql_FOTA_* (opencpu-fota.md §2-4, §8).
  *
- * Ql_FOTA_StartUpgrade decodes the URL with the module's rules (fotabench's own
- * fb_url_parse) and runs the download in a worker thread; every state is delivered to
+ * Ql_FOTA_StartUpgrade decodes the URL with the module's own rules (modside.c, not the
+ * bench's core: the two must be able to disagree) and runs the download in a worker thread; every state is delivered to
  * the app's callback in its main task. HTTP is libcurl shaped to the module's client
  * (request headers, refusals, 512-byte flash writes, percentages in steps of 5, never
  * UP_GET_FILE_OK); FTP goes through the core's FTP client behind AT+QFTP* (5 connection
@@ -19,10 +19,6 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-
-#include "fotabench/model.h"
-#include "fotabench/package.h"
-#include "fotabench/url.h"
 
 #include "ql_type.h"
 #include "ql_error.h"
@@ -52,9 +48,7 @@ static void state_path(char *out, size_t size, const char *name)
 
 static long long area_size(void)
 {
-    const fb_model *m = fb_model_find(SIM_MODEL);
-    /* a package of the biggest app the region holds */
-    return (long long)m->region_size + FB_PKG_HEADER_SIZE + 3 + FB_MD5_LEN;
+    return sim_fota_area_size(g_cfg.model);
 }
 
 s32 Ql_FOTA_Init(ST_FotaConfig *pFotaCfg)
@@ -109,24 +103,29 @@ s32 Ql_FOTA_ReadData(u32 offset, u32 len, u8 *pBuffer)
     return ret;
 }
 
-/* Checks the package in the spare area: header CRC, MD5, and the app image. */
+/* "Checks the checksum" (§8): the MD5 trailer over the bytes written, and with
+ * --package-check full the header and the app image too (modside.c). */
 s32 Ql_FOTA_Finish(void)
 {
-    char path[PATH_MAX + 16];
-    state_path(path, sizeof(path), "fota.bin");
     pthread_mutex_lock(&s_fmu);
     s32 ret = QL_RET_ERR_RAW_FLASH_UNINITIALIZED;
     if (s_fd >= 0) {
         fsync(s_fd);
-        fb_error err;
-        fb_status st = fb_package_check_file(path, fb_model_find(SIM_MODEL), NULL, NULL, &err);
-        if (st == FB_OK) {
+        size_t len = (size_t)s_woff;
+        unsigned char *buf = malloc(len ? len : 1);
+        char why[200];
+        if (!buf || pread(s_fd, buf, len, 0) != (ssize_t)len) {
+            module_debug("FOTA: package check failed: cannot read the FOTA area");
+            ret = QL_RET_ERR_RAW_FLASH_READFAIL;
+        } else if (sim_package_check(buf, len, g_cfg.model, g_cfg.package_check, why,
+                                     sizeof(why)) == 0) {
             s_finished = 1;
             ret = QL_RET_OK;
         } else {
-            module_debug("FOTA: package check failed: %s", err.message);
+            module_debug("FOTA: package check failed: %s", why);
             ret = QL_RET_ERR_PARAM;
         }
+        free(buf);
     }
     pthread_mutex_unlock(&s_fmu);
     return ret;
@@ -208,7 +207,9 @@ static void finish_worker(void)
     pthread_mutex_unlock(&s_fmu);
 }
 
-/* UP_SYSTEM_REBOOT: TRUE = wait ~300 ms and update; FALSE = wait for Ql_FOTA_Update. */
+/* UP_SYSTEM_REBOOT: TRUE = wait ~300 ms and update; FALSE = wait for Ql_FOTA_Update.
+ * With TRUE the worker stays busy until the reboot: a Ql_FOTA_StartUpgrade in the
+ * 300 ms returns -1 instead of erasing the spare area under the pending update. */
 static void reboot_state(void)
 {
     pthread_mutex_lock(&s_fmu);
@@ -219,7 +220,8 @@ static void reboot_state(void)
     while (!s_answer_ready)
         pthread_cond_wait(&s_fcv, &s_fmu);
     int go = s_answer;
-    s_busy = 0;
+    if (!go)
+        s_busy = 0;
     pthread_mutex_unlock(&s_fmu);
     if (go) {
         sim_sleep_ms(300);
@@ -242,7 +244,7 @@ static int write_flash(const unsigned char *data, size_t len)
 /* ---- HTTP ---------------------------------------------------------------------------- */
 
 struct http_job {
-    fb_url url;
+    struct mod_url url;
     int url_ok;
     int status, fail, have_len, headers_done, last_pct;
     long long clen, got;
@@ -396,9 +398,9 @@ static void *http_worker(void *arg)
     if (!c) {
         goto failed;
     }
-    char urlbuf[512], host[FB_HTTP_HOST_NAME_MAX + 32];
-    snprintf(urlbuf, sizeof(urlbuf), "http://%s:%u%s", j->url.host, j->url.port, j->url.path);
-    snprintf(host, sizeof(host), "Host: %s:%u", j->url.host, j->url.port);
+    char urlbuf[512], host[sizeof(j->url.host) + 32];
+    snprintf(urlbuf, sizeof(urlbuf), "http://%s:%d/", j->url.host, j->url.port);
+    snprintf(host, sizeof(host), "Host: %s:%d", j->url.host, j->url.port);
     struct curl_slist *hdrs = NULL;
     hdrs = curl_slist_append(hdrs, host);
     hdrs = curl_slist_append(hdrs, "Accept: */*");
@@ -406,6 +408,9 @@ static void *http_worker(void *arg)
     hdrs = curl_slist_append(hdrs, "Connection: Keep-Alive");
     curl_easy_setopt(c, CURLOPT_URL, urlbuf);
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    /* the path exactly as the URL had it (the note's file:port form included): the
+     * module writes it into the request line without parsing it */
+    curl_easy_setopt(c, CURLOPT_REQUEST_TARGET, j->url.path);
     curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
@@ -444,7 +449,7 @@ failed:
 /* ---- FTP ----------------------------------------------------------------------------- */
 
 struct ftp_job {
-    fb_url url;
+    struct mod_url url;
 };
 
 static void *ftp_worker(void *arg)
@@ -458,10 +463,10 @@ static void *ftp_worker(void *arg)
     /* AT+QIFGCNT=0, AT+QICSGP=1,"CMNET" (the app's APN is ignored), then AT+QFTPUSER/PASS,
      * AT+QFTPCFG=1,1 and AT+QFTPOPEN, which activates the context. */
     post_state(UP_CONNECTING, 0);
-    const char *user = j->url.user[0] ? j->url.user : "anonymous";
+    const char *user = j->url.user;
     int opened = 0;
     for (int attempt = 1; attempt <= 5 && !opened; attempt++) {
-        if (ftp_open(j->url.host, j->url.port, user, j->url.password) == 0)
+        if (ftp_open(j->url.host, j->url.port, user, j->url.pass) == 0)
             opened = 1;
         else if (attempt < 5)
             sim_sleep_ms(g_cfg.ftp_retry_ms);
@@ -473,7 +478,7 @@ static void *ftp_worker(void *arg)
     }
     post_state(UP_CONNECTED, 0);
     long long size = -1;
-    if (ftp_set_path(j->url.path[0] ? j->url.path : "/") == 0)
+    if (ftp_set_path(j->url.path) == 0)
         size = ftp_size(j->url.file);
     if (size <= 0 || size > area_size()) {
         module_debug("FOTA: FTP size of %s: %lld", j->url.file, size);
@@ -536,13 +541,12 @@ s32 Ql_FOTA_StartUpgrade(u8 *url, ST_GprsConfig *apnCfg, Callback_Upgrade_State 
     s_cb = cb;
     pthread_mutex_unlock(&s_fmu);
 
-    fb_url parsed;
-    fb_error err;
-    int ok = fb_url_parse(u, &parsed, &err) == FB_OK;
-    if (ok && parsed.scheme != (ftp ? FB_URL_FTP : FB_URL_HTTP))
-        ok = 0;
+    struct mod_url parsed;
+    char why[200];
+    int ok = sim_url_decode(u, ftp ? MURL_FTP : MURL_HTTP, g_cfg.ftp_short_url, &parsed, why,
+                            sizeof(why)) == 0;
     if (!ok)
-        module_debug("FOTA: URL decode failed: %s", err.message);
+        module_debug("FOTA: URL decode failed: %s", why);
     void *(*worker)(void *);
     void *job;
     if (ftp) {
