@@ -764,6 +764,46 @@ def test_vbat_cut_during_ftp_upgrade(images, state_dir, tmp_path, cut_at):
         ftp.close()
 
 
+def test_long_forwarded_at_command_keeps_the_watchdog_fed(images, state_dir, tmp_path):
+    """AT+QFTPGET of a 268 KB file blocks the agent's main task in the RIL for longer than
+    the logic watchdog (2 s) and the chip (1.6 s) together. The agent feeds from its GPT
+    timer, whose callback runs while the task is blocked (as on the SDK): the command
+    gets its final result, WDI never stops, and the module is never reset."""
+    home = tmp_path / "ftp"
+    home.mkdir()
+    size = 268 * 1024
+    (home / "big.bin").write_bytes(os.urandom(size))
+    ftp = PackageFtpServer(home)
+    rate = 400_000    # ~5.5 s for 268 KB: the 50 kbit/s of the issue would take 44 s
+    try:
+        with start(images, state_dir, link_rate=rate, wdt_timeout=1.6) as vm:
+            wdi = LineWatcher(vm.gpio, "WDI")
+            try:
+                with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+                    wait_ready(u, "1.0.0")
+                    assert u.command('AT+QFTPUSER="bench"') == ["OK"]
+                    assert u.command('AT+QFTPPASS="pw"') == ["OK"]
+                    assert u.command(f'AT+QFTPOPEN="127.0.0.1",{ftp.port}') == \
+                        ["+QFTPOPEN:0", "OK"]
+                    t0 = time.monotonic_ns()
+                    r = u.command(f'AT+QFTPGET="big.bin",{size}', timeout=60)
+                    t1 = time.monotonic_ns()
+                    assert r == [f"+QFTPGET:{size}", "OK"], r
+                    blocked = (t1 - t0) / 1e9
+                    assert blocked > 2.0 + 1.6, blocked   # longer than both watchdogs
+                    assert not [l for _, l in u.history if l == "RDY"][1:]  # no reset
+                    assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+                    assert not any("logic watchdog expired" in l for l in dbg.quiet(0.2))
+                gap = wdi.max_gap_s(t0, t1)
+                edges = [e for e in wdi.edges if t0 <= e[1] <= t1]
+                assert len(edges) >= blocked / 0.2 * 0.5, len(edges)
+                assert 0 < gap < 1.6 * 2 / 3, gap
+            finally:
+                wdi.close()
+    finally:
+        ftp.close()
+
+
 def test_watchdog_fed_while_running(images, state_dir):
     with start(images, state_dir) as vm:
         wdi = LineWatcher(vm.gpio, "WDI")

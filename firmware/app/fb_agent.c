@@ -29,7 +29,7 @@ static bool s_in_cmd;
 static char s_pending[PENDING_MAX][PENDING_LEN];
 static u32 s_npending;
 
-static bool s_feeding = TRUE;
+static volatile bool s_feeding = TRUE; /* read by the GPT timer (interrupt context) */
 static bool s_busy;         /* an upgrade is running */
 static bool s_reboot = TRUE; /* callback's answer at UP_SYSTEM_REBOOT */
 static bool s_download_ok;  /* UP_SYSTEM_REBOOT seen: Ql_FOTA_Update may be called */

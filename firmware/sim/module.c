@@ -2,10 +2,11 @@
  * a power cut is a SIGKILL. It boots like the core (URCs, boot loader), loads the app's
  * payload with dlopen and runs its main task on the simulated OpenCPU runtime.
  *
- * Threads: the main task (the app's proc_main_task, with its message loop and timers),
- * a UART reader, the WDI feeder, the core's network schedule, and a FOTA worker while
- * an upgrade runs. App callbacks (UART, timers, FOTA states) all run in the main task,
- * as on the real module, so the app never sees concurrency. */
+ * Threads: the main task (the app's proc_main_task, with its message loop and task
+ * timers), a UART reader, the WDI feeder, the GPT timer, the core's network schedule, and
+ * a FOTA worker while an upgrade runs. App callbacks (UART, task timers, FOTA states) run
+ * in the main task, as on the real module; only the GPT timer's callback runs beside it,
+ * as an interrupt does on the real module. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -183,9 +184,77 @@ s32 Ql_Timer_Register(u32 timerId, Callback_Timer_OnTimer callback, void *param)
     return 0;
 }
 
+/* The GPT timer: one per app; its callback runs on a thread of its own, like an
+ * interrupt, whatever the main task is doing. */
+static pthread_mutex_t s_gptmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t s_gptcv;
+static struct sim_timer s_gpt;
+
+s32 Ql_Timer_RegisterFast(u32 timerId, Callback_Timer_OnTimer callback, void *param)
+{
+    if (!callback)
+        return -1;
+    pthread_mutex_lock(&s_gptmu);
+    s32 ret = 0;
+    if (s_gpt.used)
+        ret = s_gpt.id == timerId ? -2 : -4; /* already registered / only one GPT timer */
+    else
+        s_gpt = (struct sim_timer){1, 0, 0, timerId, callback, param, 0, 0};
+    pthread_mutex_unlock(&s_gptmu);
+    return ret;
+}
+
+static void *gpt_thread(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&s_gptmu);
+    for (;;) {
+        if (!s_gpt.used || !s_gpt.active) {
+            pthread_cond_wait(&s_gptcv, &s_gptmu);
+            continue;
+        }
+        int64_t now = sim_now_ns();
+        if (now < s_gpt.deadline_ns) {
+            struct timespec ts = {(time_t)(s_gpt.deadline_ns / 1000000000LL),
+                                  (long)(s_gpt.deadline_ns % 1000000000LL)};
+            pthread_cond_timedwait(&s_gptcv, &s_gptmu, &ts);
+            continue;
+        }
+        Callback_Timer_OnTimer cb = s_gpt.cb;
+        void *param = s_gpt.param;
+        u32 id = s_gpt.id;
+        if (s_gpt.repeat) {
+            s_gpt.deadline_ns += s_gpt.interval_ns;
+            if (s_gpt.deadline_ns < now)
+                s_gpt.deadline_ns = now + s_gpt.interval_ns;
+        } else {
+            s_gpt.active = 0;
+        }
+        pthread_mutex_unlock(&s_gptmu);
+        cb(id, param);
+        pthread_mutex_lock(&s_gptmu);
+    }
+    return NULL;
+}
+
 s32 Ql_Timer_Start(u32 timerId, u32 interval, bool autoRepeat)
 {
     s32 ret = -1;
+    pthread_mutex_lock(&s_gptmu);
+    if (s_gpt.used && s_gpt.id == timerId) {
+        if (interval < 10 || interval % 10 != 0) {
+            pthread_mutex_unlock(&s_gptmu);
+            return -1; /* the GPT counts in 10 ms steps */
+        }
+        s_gpt.active = 1;
+        s_gpt.repeat = autoRepeat ? 1 : 0;
+        s_gpt.interval_ns = (int64_t)interval * 1000000LL;
+        s_gpt.deadline_ns = sim_now_ns() + s_gpt.interval_ns;
+        pthread_cond_signal(&s_gptcv);
+        pthread_mutex_unlock(&s_gptmu);
+        return 0;
+    }
+    pthread_mutex_unlock(&s_gptmu);
     pthread_mutex_lock(&s_qmu);
     for (int i = 0; i < NTIMERS; i++) {
         if (s_timers[i].used && s_timers[i].id == timerId) {
@@ -204,6 +273,13 @@ s32 Ql_Timer_Start(u32 timerId, u32 interval, bool autoRepeat)
 s32 Ql_Timer_Stop(u32 timerId)
 {
     s32 ret = -1;
+    pthread_mutex_lock(&s_gptmu);
+    if (s_gpt.used && s_gpt.id == timerId) {
+        s_gpt.active = 0;
+        pthread_mutex_unlock(&s_gptmu);
+        return 0;
+    }
+    pthread_mutex_unlock(&s_gptmu);
     pthread_mutex_lock(&s_qmu);
     for (int i = 0; i < NTIMERS; i++) {
         if (s_timers[i].used && s_timers[i].id == timerId) {
@@ -819,6 +895,7 @@ void module_main(int uart1_fd, int uart2_fd, int ev_fd)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s_qcv, &ca);
+    pthread_cond_init(&s_gptcv, &ca);
     signal(SIGTERM, on_sigterm);
     signal(SIGPIPE, SIG_IGN);
 
@@ -829,6 +906,7 @@ void module_main(int uart1_fd, int uart2_fd, int ev_fd)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
     pthread_create(&th, &attr, wdi_thread, NULL);
+    pthread_create(&th, &attr, gpt_thread, NULL);
     module_debug("CORE: power on (fotabench virtual %s, %s)", g_cfg.model->name,
                  g_cfg.model->chip);
 
