@@ -218,6 +218,29 @@ def test_http_hostname_reboot_0_then_fbupdate(images, state_dir, http):
             wait_ready(u, "2.0.0")
 
 
+def test_second_fbupg_right_after_system_reboot_is_refused(images, state_dir, http):
+    """Between UP_SYSTEM_REBOOT (callback TRUE) and the reboot ~300 ms later, a second
+    AT+FBUPG must not start a new upgrade (Ql_FOTA_Init would erase the spare area under
+    the pending update): the agent answers +CME ERROR: 3 and the first update goes on."""
+    http.files["/v2.bin"] = images["pkg"].read_bytes()
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            assert u.command(f'AT+FBUPG="{http_url(http)}"') == ["OK"]
+            u.expect(r"^\+FBSTATE: UP_SYSTEM_REBOOT,100$", 20)
+            t_reboot_state = u.history[-1][0]
+            assert u.command(f'AT+FBUPG="{http_url(http)}"') == ["+CME ERROR: 3"]
+            t_refused = u.history[-1][0]
+            u.expect("^RDY$", 10)
+            wait_ready(u, "2.0.0")
+            # the refusal came inside the window, before the reboot, and the core updated
+            assert (t_refused - t_reboot_state) / 1e9 < 0.3
+            dbg.expect("FOTA: update flagged, rebooting", 5)
+            dbg.quiet(0.2)
+            assert sum("FOTA: UP_START" in l for _, l in dbg.history) == 1, dbg.history
+    assert len(http.requests) == 1   # no second download was started
+
+
 def test_ftp_upgrade_v1_to_v2(images, state_dir, tmp_path):
     home = tmp_path / "ftp"
     (home / "fota").mkdir(parents=True)
