@@ -619,6 +619,190 @@ def test_app_for_another_model_is_downloaded_but_not_booted(images, state_dir, h
             assert u.quiet(0.5) == []   # no app: nobody answers on UART1
 
 
+# --- models (spec §6) ---------------------------------------------------------------------
+
+MODELS = {  # the virtual module's own table: load address, region, chip
+    "M66": (0x102C7000, 0x5A000, "MT6261"), "MC60": (0x102DB000, 0x50000, "MT2503"),
+    "MC60E": (0x1030D000, 0x46000, "MT2503"), "M26": (0x1021B000, 0x50000, "MT6261"),
+    "MC20": (0x102DB000, 0x50000, "MT2503"),
+}
+
+
+def test_models_listed_and_each_agent_image_has_its_gfh(images):
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "models"],
+                       capture_output=True, text=True, env=tool_env(), timeout=60)
+    assert r.returncode == 0 and r.stdout.split() == list(MODELS), r
+    for name, (load, region, _) in MODELS.items():
+        img = build_app("1.0.0", images["dir"] / f"agent_{name}.bin", model=name)
+        data = img.read_bytes()
+        assert len(data) <= region
+        # byte for byte what the bench's GFH writer makes for that address and length
+        assert data[:GFH] == fotabench.AppImage.header(load, len(data)), name
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "sim", "MODEL=M99",
+                        f"OUT={images['dir'] / 'x.bin'}"], capture_output=True, text=True,
+                       env=tool_env(), timeout=120)
+    assert r.returncode != 0 and "not one of: M66 MC60 MC60E M26 MC20" in r.stdout + r.stderr
+
+
+@pytest.fixture(scope="session")
+def model_images(images):
+    out = {}
+    for name in ("MC60", "M26"):
+        v1 = build_app("1.0.0", images["dir"] / f"{name}_v1.bin", model=name)
+        v2 = build_app("2.0.0", images["dir"] / f"{name}_v2.bin", model=name)
+        pkg = images["dir"] / f"{name}_v2_pkg.bin"
+        fotabench.Package.build(v2, pkg)
+        out[name] = {"v1": v1, "v2": v2, "pkg": pkg}
+    return out
+
+
+def test_mc60_upgraded_over_http(model_images, state_dir, http):
+    imgs = model_images["MC60"]
+    http.files["/v2.bin"] = imgs["pkg"].read_bytes()
+    with VirtualModule(imgs["v1"], state_dir, model="MC60", **FAST) as vm:
+        assert (vm.model, vm.info["chip"]) == ("MC60", "MT2503")
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            ati = u.command("ATI")
+            assert ati == ["Quectel_Ltd", "Quectel_MC60", ati[2], "OK"]
+            assert ati[2].startswith("Revision: MC60")
+            assert_http_sequence(upgrade(u, http_url(http)))
+            wait_ready(u, "2.0.0")
+            dbg.expect(r"CORE: power on \(fotabench virtual MC60, MT2503\)", 5)
+    assert http.requests[0]["sent"] == imgs["pkg"].stat().st_size
+
+
+def test_m26_upgraded_over_ftp(model_images, state_dir, tmp_path):
+    imgs = model_images["M26"]
+    home = tmp_path / "ftp"
+    home.mkdir()
+    (home / "v2.bin").write_bytes(imgs["pkg"].read_bytes())
+    ftp = PackageFtpServer(home)
+    try:
+        with VirtualModule(imgs["v1"], state_dir, model="M26", **FAST) as vm:
+            assert (vm.model, vm.info["chip"]) == ("M26", "MT6261")
+            with Uart(vm.uart1) as u:
+                wait_ready(u, "1.0.0")
+                assert u.command("AT+CGMM") == ["Quectel_M26", "OK"]
+                states = upgrade(u, f"ftp://127.0.0.1/v2.bin:{ftp.port}@bench:pw")
+                assert states[-1] == ("UP_SYSTEM_REBOOT", 100), states
+                wait_ready(u, "2.0.0")
+    finally:
+        ftp.close()
+
+
+def test_a_module_boots_only_an_app_for_its_own_model(images, model_images, state_dir):
+    """The boot's check: an M66 app in an MC60's app area is not started (RDY, no app);
+    the MC60's own app is."""
+    with VirtualModule(images["v1"], state_dir, model="MC60", **FAST) as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            u.expect("^RDY$", 10)
+            dbg.expect(r"BOOT: app image refused: load address 0x102C7000 is not this "
+                       r"MC60's app region \(0x102DB000\)", 10)
+            assert not any(l.startswith("+FBREADY") for l in u.quiet(1.0))
+    with VirtualModule(model_images["MC60"]["v1"], state_dir, model="mc60", reflash=True,
+                       **FAST) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+
+
+def test_cli_sim_model_and_imei_options(images, model_images, state_dir):
+    imei = "490154203237518"   # a valid Luhn IMEI
+    proc = subprocess.Popen([sys.executable, "-m", "fotabench", "sim", "--app",
+                             str(model_images["M26"]["v1"]), "--state", str(state_dir),
+                             "--boot-timing", "fast", "--link-rate", "unlimited",
+                             "--model", "M26", "--imei", imei],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert (info["model"], info["chip"], info["imei"]) == ("M26", "MT6261", imei)
+        with Uart(info["uart1"]) as u:
+            wait_ready(u, "1.0.0")
+            assert u.command("AT+GSN") == [imei, "OK"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        proc.stdout.close()
+    for bad in (["--model", "M99"], ["--imei", "490154203237519"], ["--imei", "12345"]):
+        r = subprocess.run([sys.executable, "-m", "fotabench", "sim", "--app",
+                            str(images["v1"]), "--state", str(state_dir), *bad],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and r.stderr.strip(), (bad, r)
+        assert "Traceback" not in r.stderr
+
+
+# --- what a module answers to the common commands of a bench (item 7) ----------------------
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def test_common_at_commands_answer_as_a_module(images, state_dir):
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            assert u.command("ATE0") == ["OK"]
+            assert u.command("AT+CMEE=1") == ["OK"]
+            assert u.command("AT+CMEE?") == ["+CMEE: 1", "OK"]
+            assert u.command("AT+CMEE=7") == ["ERROR"]
+            assert u.command("AT+COPS?") == ['+COPS: 0,0,"CHINA MOBILE"', "OK"]
+            assert re.fullmatch(r"\+CSQ: \d+,\d+", u.command("AT+CSQ")[0])
+            assert u.command("AT+CREG?") == ["+CREG: 0,1", "OK"]
+            assert u.command("AT+CGREG?") == ["+CGREG: 0,1", "OK"]
+            assert u.command("AT+CGATT?") == ["+CGATT: 1", "OK"]
+            assert u.command("AT+CPIN?") == ["+CPIN: READY", "OK"]
+            assert u.command("AT+CGMI") == ["Quectel_Ltd", "OK"]
+            assert u.command("AT+CGMM") == ["Quectel_M66", "OK"]
+            assert re.fullmatch(r"Revision: M66\w+", u.command("AT+CGMR")[0])
+            ati = u.command("ATI")
+            assert ati[:2] == ["Quectel_Ltd", "Quectel_M66"] and ati[-1] == "OK"
+            imei, ok = u.command("AT+GSN")
+            assert ok == "OK" and re.fullmatch(r"\d{15}", imei) and luhn_ok(imei), imei
+            assert u.command("AT+CGSN") == [imei, "OK"]
+            assert imei == vm.imei
+            iccid, ok = u.command("AT+QCCID")
+            assert ok == "OK" and re.fullmatch(r"\d{20}", iccid) and luhn_ok(iccid), iccid
+    # the IMEI belongs to the state directory (the module): the same next time
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            assert u.command("AT+GSN") == [imei, "OK"]
+    # ... and another module has another one
+    other = tempfile.mkdtemp(prefix="fbvm")
+    try:
+        with start(images, other) as vm:
+            assert vm.imei != imei and luhn_ok(vm.imei)
+    finally:
+        subprocess.run(["rm", "-rf", other])
+
+
+def test_cops_before_registration(images, state_dir):
+    with start(images, state_dir, boot_timing="real") as vm:
+        with Uart(vm.uart1) as u:
+            u.expect(r'^\+FBREADY: "1\.0\.0"', 10)
+            # +CREG: 1 comes 11.7 s after the app starts: not registered yet
+            assert u.command("AT+COPS?") == ["+COPS: 0", "OK"]
+            assert u.command("AT+CREG?")[0] in ("+CREG: 0,0", "+CREG: 0,2")
+
+
+def test_default_connect_latency_is_the_traces_042_s(images, state_dir, http):
+    http.files["/v2.bin"] = images["pkg"].read_bytes()
+    with start(images, state_dir, latency_ms=None) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            u.send(f'AT+FBUPG="{http_url(http)}"')
+            u.expect(r"^\+FBSTATE: UP_CONNECTING,0$", 10)
+            t0 = u.history[-1][0]
+            u.expect(r"^\+FBSTATE: UP_CONNECTED,0$", 10)
+            t1 = u.history[-1][0]
+            assert 0.42 <= (t1 - t0) / 1e9 < 0.42 + 0.5, (t1 - t0) / 1e9
+            collect_states(u)
+
+
 def test_pdp_failure(images, state_dir, http):
     http.files["/v2.bin"] = images["pkg"].read_bytes()
     with start(images, state_dir, pdp_fail=True) as vm:
