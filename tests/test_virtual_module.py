@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -1117,3 +1118,32 @@ def test_make_opencpu_copies_the_agent_into_an_sdk(tmp_path):
     r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "opencpu"],
                        capture_output=True, text=True, env=tool_env(), timeout=60)
     assert r.returncode != 0 and "SDK=" in r.stdout + r.stderr
+
+
+@pytest.mark.fuzz
+def test_fuzz_the_modules_own_parsers(images, tmp_path):
+    """libFuzzer smoke of sim/modside.c (URL decoder, package and GFH checks): seeded
+    with a real package, an app image and URLs of every form; the target aborts on a
+    broken invariant. Skipped without clang/libFuzzer and in the ASan pass."""
+    if os.environ.get("FOTABENCH_SANITIZE", "") not in ("", "0"):
+        pytest.skip("ASan pass: the target carries its own sanitizers")
+    if not shutil.which(os.environ.get("FUZZ_CC", "clang")):
+        pytest.skip("clang not found: libFuzzer targets need it (apt install clang)")
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "fuzz"],
+                       capture_output=True, text=True, env=tool_env(), timeout=300)
+    if r.returncode != 0 and "fsanitize=fuzzer" in r.stderr:
+        pytest.skip(f"no libFuzzer runtime: {r.stderr[-500:]}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    seeds = [images["pkg"].read_bytes(), images["v1"].read_bytes()[:4096],
+             b"ftp://127.0.0.1/fota/v2.bin:2121@bench:p@ss:w", b"ftp://h:21/d/f.bin:21@u:p",
+             b"ftp://h/f.bin", b"http://127.0.0.1:8080/v2.bin@u:p",
+             b"http://www.quectel.com/filePath/xxx.bin:8080", b"https://h/a.bin"]
+    for i, seed in enumerate(seeds):
+        (corpus / f"seed{i}").write_bytes(seed)
+    run = subprocess.run([str(ROOT / "firmware" / "build" / "fuzz" / "fuzz_modside"),
+                          "-max_total_time=15", "-print_final_stats=1", str(corpus)],
+                         capture_output=True, text=True, env=tool_env(), timeout=120)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "Done" in run.stderr
