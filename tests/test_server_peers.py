@@ -133,7 +133,12 @@ def test_module_refuses_bad_http_answers(images, vm, fault):
         assert states[-1] == ("UP_UPGRADFAILED", 0), states
         assert vm.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
         assert_http_ok(upgrade(vm, url, retry=True))
+        recs = srv.wait_records(2, timeout=10)
     rebooted_into_v2(vm)
+    # the fault really was served the first time, and only then (a chunked answer is
+    # cut by the module at its headers: the server records client_closed)
+    assert recs[0].faults and recs[0].outcome in ("fault_injected", "client_closed"), recs
+    assert not recs[1].faults and recs[1].outcome == "complete", recs
 
 
 @pytest.mark.parametrize("fault", [Fault.drop(at=1000, times=1), Fault.size_lie(100, times=1),
@@ -148,7 +153,14 @@ def test_module_survives_ftp_faults_and_retries(images, vm, fault):
         assert states[-1] == ("UP_UPGRADFAILED", 0), states
         assert vm.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
         assert upgrade(vm, url, retry=True) == FTP_OK
+        retrs = srv.wait_records(2, timeout=10, method="RETR")
+        recs = sorted(srv.records, key=lambda r: r.start_ns)
     rebooted_into_v2(vm)
+    # the fault really was served (in the first attempt: SIZE for size_lie, RETR for the
+    # others), once; the retry's RETR was complete
+    faulted = [r for r in recs if r.outcome == "fault_injected"]
+    assert len(faulted) == 1 and faulted[0].start_ns < retrs[-1].start_ns, recs
+    assert retrs[-1].outcome == "complete", recs
 
 
 def test_module_core_retries_a_failed_ftp_login(images, vm):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -218,6 +219,29 @@ def test_http_hostname_reboot_0_then_fbupdate(images, state_dir, http):
             wait_ready(u, "2.0.0")
 
 
+def test_second_fbupg_right_after_system_reboot_is_refused(images, state_dir, http):
+    """Between UP_SYSTEM_REBOOT (callback TRUE) and the reboot ~300 ms later, a second
+    AT+FBUPG must not start a new upgrade (Ql_FOTA_Init would erase the spare area under
+    the pending update): the agent answers +CME ERROR: 3 and the first update goes on."""
+    http.files["/v2.bin"] = images["pkg"].read_bytes()
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            assert u.command(f'AT+FBUPG="{http_url(http)}"') == ["OK"]
+            u.expect(r"^\+FBSTATE: UP_SYSTEM_REBOOT,100$", 20)
+            t_reboot_state = u.history[-1][0]
+            assert u.command(f'AT+FBUPG="{http_url(http)}"') == ["+CME ERROR: 3"]
+            t_refused = u.history[-1][0]
+            u.expect("^RDY$", 10)
+            wait_ready(u, "2.0.0")
+            # the refusal came inside the window, before the reboot, and the core updated
+            assert (t_refused - t_reboot_state) / 1e9 < 0.3
+            dbg.expect("FOTA: update flagged, rebooting", 5)
+            dbg.quiet(0.2)
+            assert sum("FOTA: UP_START" in l for _, l in dbg.history) == 1, dbg.history
+    assert len(http.requests) == 1   # no second download was started
+
+
 def test_ftp_upgrade_v1_to_v2(images, state_dir, tmp_path):
     home = tmp_path / "ftp"
     (home / "fota").mkdir(parents=True)
@@ -257,13 +281,19 @@ def test_ftp_faults_fail_and_old_app_keeps_running(images, state_dir, tmp_path, 
     ftp = PackageFtpServer(home, size_delta=1000 if fault == "truncated" else 0)
     try:
         with start(images, state_dir) as vm:
-            with Uart(vm.uart1) as u:
+            with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
                 wait_ready(u, "1.0.0")
                 states = upgrade(u, f"ftp://127.0.0.1/v2.bin:{ftp.port}@bench:pw")
                 head = [("UP_START", 0), ("UP_CONNECTING", 0), ("UP_CONNECTED", 0),
                         ("UP_GETTING_FILE", 0)]
                 tail = [("UP_GET_FILE_OK", 100)] if fault == "md5" else []
                 assert states == head + tail + [("UP_UPGRADFAILED", 0)]
+                if fault == "truncated":
+                    # SIZE announced 1000 bytes more than RETR delivered
+                    m = dbg.expect(r"FTP: RETR v2\.bin failed after (\d+) of (\d+) bytes", 5)
+                    assert (int(m.group(1)), int(m.group(2))) == (len(body), len(body) + 1000)
+                else:
+                    dbg.expect(r"package check failed: .*(?i:md5)", 5)
                 assert u.quiet(0.3) == []
                 assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
     finally:
@@ -277,7 +307,7 @@ def test_ftp_five_tries_two_intervals_then_reset_request(images, state_dir):
     port = s.getsockname()[1]
     s.close()  # nobody listens there
     with start(images, state_dir, ftp_retry_ms=150) as vm:
-        with Uart(vm.uart1) as u:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
             wait_ready(u, "1.0.0")
             t0 = time.monotonic()
             assert u.command(f'AT+FBUPG="ftp://127.0.0.1/f/v2.bin:{port}@bench:pw"') == ["OK"]
@@ -286,6 +316,10 @@ def test_ftp_five_tries_two_intervals_then_reset_request(images, state_dir):
             states = [l for _, l in u.history if l.startswith("+FBSTATE:")]
             assert states == ["+FBSTATE: UP_START,0", "+FBSTATE: UP_CONNECTING,0"]
             assert elapsed >= 4 * 0.150  # 5 tries, 4 pauses
+            # the fault: five refused connections, as the module's timeline shows
+            dbg.quiet(0.2)
+            tries = [t for t, l in dbg.history if f"FTP: open 127.0.0.1:{port} failed" in l]
+            assert len(tries) == 5, dbg.history
             assert u.quiet(0.3) == []   # no callback after the tries
             assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
 
@@ -313,24 +347,32 @@ def corrupt(data: bytes, offset: int) -> bytes:
     return bytes(b)
 
 
-@pytest.mark.parametrize("fault", ["md5", "header_crc", "wrong_model", "truncated",
+# What the module says on UART2 for each refusal (its timeline), and what the server must
+# have seen: each fault test asserts the fault really happened, not only that it failed.
+# (Ql_FOTA_Finish checks the MD5 by default: a changed header byte fails it too.)
+HTTP_FAULT_REASON = {
+    "md5": r"package check failed: MD5 of the \d+ bytes before the trailer does not match",
+    "header_byte": r"package check failed: MD5 of the \d+ bytes",
+    "truncated": r"package check failed: MD5 of the \d+ bytes",
+    "close_half": r"HTTP download failed: .*\((\d+) of (\d+) bytes\)",
+    "chunked": r"HTTP download failed: Transfer-Encoding",
+    "nolength": r"HTTP download failed: no Content-Length",
+    "redirect": r"HTTP download failed: status is not 2xx",
+    "longheader": r"HTTP download failed: header line longer than 512 bytes",
+    "notfound": r"HTTP download failed: status is not 2xx",
+}
+
+
+@pytest.mark.parametrize("fault", ["md5", "header_byte", "truncated",
                                    "close_half", "chunked", "nolength", "redirect",
-                                   "longheader", "notfound", "stall"])
+                                   "longheader", "notfound"])
 def test_http_faults_fail_and_old_app_keeps_running(images, state_dir, http, fault):
     body = images["pkg"].read_bytes()
     mode = "ok"
     if fault == "md5":
         body = corrupt(body, len(body) // 2)
-    elif fault == "header_crc":
-        body = corrupt(body, 40)  # a reserved byte: only the CRC notices
-    elif fault == "wrong_model":
-        raw = images["v2"].read_bytes()[GFH:]
-        mc60 = images["dir"] / "mc60_raw.bin"
-        mc60.write_bytes(raw)
-        app = images["dir"] / "mc60_app.bin"
-        fotabench.AppImage.wrap(mc60, app, model="MC60")
-        fotabench.Package.build(app, images["dir"] / "mc60_pkg.bin")
-        body = (images["dir"] / "mc60_pkg.bin").read_bytes()
+    elif fault == "header_byte":
+        body = corrupt(body, 40)  # a reserved header byte
     elif fault == "truncated":
         body = body[: len(body) - 100]
     else:
@@ -338,19 +380,64 @@ def test_http_faults_fail_and_old_app_keeps_running(images, state_dir, http, fau
     http.files["/v2.bin"] = body
     http.mode = mode
     with start(images, state_dir, http_timeout=2) as vm:
-        with Uart(vm.uart1) as u:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
             wait_ready(u, "1.0.0")
             states = upgrade(u, http_url(http), timeout=20)
             assert states[0] == ("UP_START", 0)
             assert states[-1] == ("UP_UPGRADFAILED", 0), states
             assert "UP_SYSTEM_REBOOT" not in [s for s, _ in states]
+            # the module's own account of why (its timeline on UART2)
+            why = dbg.expect(HTTP_FAULT_REASON[fault], 5)
             assert u.quiet(0.3) == []
             assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
             assert u.command("AT+FBUPDATE") == ["+CME ERROR: 3"]
-            if fault in ("md5", "header_crc", "wrong_model", "truncated"):
-                # the download itself went through: the check at the end refused it
-                assert ("UP_GETTING_FILE", 100) in states or fault == "truncated"
+    # the server's record: one request (redirects are not followed, nothing retried)
+    (req,) = http.requests
+    assert req["path"] == "/v2.bin"
+    if fault in ("md5", "header_byte", "truncated"):
+        # the download itself went through: the check at the end refused it
+        assert ("UP_GETTING_FILE", 100) in states
+        assert req["sent"] == len(body)
+    elif fault == "close_half":
+        assert req["sent"] == len(body) // 2
+        assert (int(why.group(1)), int(why.group(2))) == (len(body) // 2, len(body))
+        assert ("UP_GETTING_FILE", 100) not in states
+    elif fault == "chunked":
+        assert req["sent"] > len(body)   # chunk framing around the whole body
+        assert ("UP_GETTING_FILE", 0) not in states  # refused at the headers
+    else:   # refused at the headers
+        assert ("UP_GETTING_FILE", 0) not in states
     assert not (state_dir / "fota.flag").exists()
+
+
+@pytest.mark.parametrize("where", ["before_headers", "mid_body"])
+def test_http_no_data_timeout(images, state_dir, http, where):
+    """--http-timeout: the server goes silent (before the headers, or after half the
+    body); the module gives up after exactly that many seconds without data and closes
+    the connection, which the server sees."""
+    body = images["pkg"].read_bytes()
+    http.files["/v2.bin"] = body
+    http.mode = "stall_headers" if where == "before_headers" else "stall"
+    timeout = 2
+    with start(images, state_dir, http_timeout=timeout) as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            states = upgrade(u, http_url(http), timeout=30)
+            t_failed = u.history[-1][0]
+            assert states[-1] == ("UP_UPGRADFAILED", 0), states
+            dbg.expect(r"HTTP download failed: no data for 2 s", 5)
+            assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+    (req,) = http.requests
+    # the stall really happened, and the module (not the server) ended it
+    assert req["stalled_ns"] is not None and req["client_closed_ns"] is not None, req
+    if where == "mid_body":
+        assert req["sent"] == len(body) // 2
+        assert ("UP_GETTING_FILE", 0) in states
+    else:
+        assert req["sent"] == 0 and ("UP_GETTING_FILE", 0) not in states
+    silent = (req["client_closed_ns"] - req["stalled_ns"]) / 1e9
+    assert timeout - 0.05 <= silent <= timeout + 0.5, silent
+    assert 0 <= (t_failed - req["client_closed_ns"]) / 1e9 < 1.0
 
 
 def test_url_rules(images, state_dir):
@@ -374,14 +461,358 @@ def test_url_rules(images, state_dir):
             assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
 
 
+# --- the module's own rules (sim/modside.c), not the bench's -------------------------------
+
+def bench_url_check(url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "fotabench", "url", "check", url],
+                          capture_output=True, text=True, timeout=60)
+
+
+def wrap_package(images, raw_from: Path, model: str, name: str) -> bytes:
+    """The agent's payload wrapped for another model by the bench's tools, packaged."""
+    raw = images["dir"] / f"{name}_raw.bin"
+    raw.write_bytes(raw_from.read_bytes()[GFH:])
+    app = images["dir"] / f"{name}_app.bin"
+    fotabench.AppImage.wrap(raw, app, model=model)
+    fotabench.Package.build(app, images["dir"] / f"{name}_pkg.bin")
+    return (images["dir"] / f"{name}_pkg.bin").read_bytes()
+
+
+@pytest.mark.parametrize("form", ["at_sign", "file_port"])
+def test_http_url_the_bench_refuses_works_as_on_a_module(images, state_dir, http, form):
+    """§3: the module cuts an HTTP URL at its first '@' and sends a ':' in the path as
+    part of the request path. `fotabench url check` refuses both (with its reasons); the
+    module does what a module does: here both download and upgrade."""
+    if form == "at_sign":
+        url, served = f"http://127.0.0.1:{http.port}/v2.bin@user:secret", "/v2.bin"
+    else:
+        url, served = f"http://127.0.0.1:{http.port}/v2.bin:{http.port}", f"/v2.bin:{http.port}"
+    r = bench_url_check(url)
+    assert r.returncode != 0 and "refused" in r.stdout + r.stderr, r
+    http.files[served] = images["pkg"].read_bytes()
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            assert_http_sequence(upgrade(u, url))
+            wait_ready(u, "2.0.0")
+    (req,) = http.requests
+    assert req["request_line"] == f"GET {served} HTTP/1.1"
+    assert dict(req["headers"])["Host"] == f"127.0.0.1:{http.port}"
+
+
+def test_ftp_url_forms_as_the_module_reads_them(images, state_dir, tmp_path):
+    """§3 FTP: the password is everything after the first ':' behind '@' ('@' allowed);
+    a URL without :port or @user:password is a decode failure by default (the SDK's
+    parser mis-reads it), or the note's defaults with --ftp-short-url accept; a port
+    before the path is read as part of the path, so the download fails on the server."""
+    home = tmp_path / "ftp"
+    home.mkdir()
+    (home / "v2.bin").write_bytes(images["pkg"].read_bytes())
+    ftp = PackageFtpServer(home, password="p@ss:w", anonymous=True)
+    try:
+        with start(images, state_dir, ftp_retry_ms=50) as vm:
+            with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+                wait_ready(u, "1.0.0")
+                # short forms: UP_URLDECODEFAIL and -1, as any FTP decode failure
+                for url in (f"ftp://127.0.0.1/v2.bin:{ftp.port}", "ftp://127.0.0.1/v2.bin"):
+                    assert bench_url_check(url).returncode != 0
+                    assert u.command(f'AT+FBUPG="{url}"') == ["+FBUPG: -1", "OK"]
+                    u.expect(r"^\+FBSTATE: UP_URLDECODEFAIL,0$", 5)
+                    dbg.expect(r"URL decode failed: no (:port|@user:password)", 5)
+                # port before the path: decoded, the host stops at ':', "PORT" joins the path
+                url = f"ftp://127.0.0.1:{ftp.port}/v2.bin:{ftp.port}@bench:p@ss:w"
+                assert bench_url_check(url).returncode != 0
+                assert upgrade(u, url) == [("UP_START", 0), ("UP_CONNECTING", 0),
+                                           ("UP_CONNECTED", 0), ("UP_UPGRADFAILED", 0)]
+                dbg.expect(rf"FTP: SIZE v2\.bin failed", 5)
+                # the password with '@' and ':' in it (bench and module agree)
+                url = f"ftp://127.0.0.1/v2.bin:{ftp.port}@bench:p@ss:w"
+                assert bench_url_check(url).returncode == 0
+                assert upgrade(u, url)[-1] == ("UP_SYSTEM_REBOOT", 100)
+                wait_ready(u, "2.0.0")
+        # the switch: the note's documented short form (anonymous) is taken as written
+        with start(images, state_dir, ftp_short_url="accept", reflash=True) as vm:
+            with Uart(vm.uart1) as u:
+                wait_ready(u, "1.0.0")
+                states = upgrade(u, f"ftp://127.0.0.1/v2.bin:{ftp.port}")
+                assert states[-1] == ("UP_SYSTEM_REBOOT", 100), states
+                wait_ready(u, "2.0.0")
+    finally:
+        ftp.close()
+
+
+def test_url_limits_of_the_module(images, state_dir):
+    """§3 limits, each one character over: the module refuses (FTP: decode failure, -1;
+    HTTP: reported, then the flow fails), and says which field."""
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            ftp_cases = [
+                ("ftp://" + "h" * 40 + "/f.bin:21@u:p", "FTP host is 40"),
+                ("ftp://h/" + "d" * 60 + "/f.bin:21@u:p", "FTP path is 60"),
+                ("ftp://h/d/" + "f" * 25 + ":21@u:p", "FTP file name is 25"),
+                ("ftp://h/d/f.bin:21@" + "u" * 20 + ":p", "FTP user is 20"),
+                ("ftp://h/d/f.bin:21@u:" + "p" * 20, "FTP password is 20"),
+                ("ftp://h/d/f.bin:99999@u:p", "port"),
+            ]
+            for url, why in ftp_cases:
+                assert u.command(f'AT+FBUPG="{url}"') == ["+FBUPG: -1", "OK"], url
+                u.expect(r"^\+FBSTATE: UP_URLDECODEFAIL,0$", 5)
+                dbg.expect(re.escape(why), 5)
+            # at the limit: decoded (the connection then fails: nobody at host "h")
+            http_cases = [
+                ("http://" + "1" * 30 + "/a.bin", "IP host is 30"),
+                ("http://" + "h" * 151 + "/a.bin", "HTTP host is 151"),
+                ("http://h/" + "a" * 200, "URL is 209 characters"),
+                ("https://127.0.0.1/a.bin", "not http://"),
+            ]
+            for url, why in http_cases:
+                assert upgrade(u, url) == [("UP_START", 0), ("UP_URLDECODEFAIL", 0),
+                                           ("UP_UPGRADFAILED", 0)], url
+                dbg.expect(re.escape(why), 5)
+
+
+def test_package_check_md5_by_default_full_by_option(images, state_dir, http):
+    """Ql_FOTA_Finish checks the checksum (§8): by default only the MD5 trailer, so a
+    package whose header CRC is wrong but whose MD5 is right is accepted and installed;
+    --package-check full refuses it at the end of the download."""
+    import hashlib
+    body = bytearray(images["pkg"].read_bytes())
+    body[76] ^= 0xFF                                  # the header CRC field
+    body[-16:] = hashlib.md5(bytes(body[:-16])).digest()
+    http.files["/v2.bin"] = bytes(body)
+    with start(images, state_dir, package_check="full") as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            assert upgrade(u, http_url(http))[-1] == ("UP_UPGRADFAILED", 0)
+            dbg.expect(r"package check failed: header CRC 0x[0-9A-F]{4} differs", 5)
+            assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            assert_http_sequence(upgrade(u, http_url(http)))
+            wait_ready(u, "2.0.0")
+    assert [r["sent"] for r in http.requests] == [len(body)] * 2
+
+
+def test_app_for_another_model_is_downloaded_but_not_booted(images, state_dir, http):
+    """An MC60 package on an M66: the MD5 is right, so the download ends in
+    UP_SYSTEM_REBOOT and the core copies it; the boot's check (load address 0x102DB000
+    is not the M66's region) refuses to start it: RDY, then no app (no +FBREADY).
+    With --package-check full the module refuses it at the end of the download."""
+    http.files["/mc60.bin"] = wrap_package(images, images["v2"], "MC60", "mc60")
+    with start(images, state_dir, package_check="full") as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            assert upgrade(u, http_url(http, "/mc60.bin"))[-1] == ("UP_UPGRADFAILED", 0)
+            dbg.expect(r"package check failed: app image: load address 0x102DB000 is not "
+                       r"this M66's app region \(0x102C7000\)", 5)
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            assert_http_sequence(upgrade(u, http_url(http, "/mc60.bin")))
+            u.expect("^RDY$", 10)
+            dbg.expect("BOOT: new app in place", 10)
+            dbg.expect(r"BOOT: app image refused: load address 0x102DB000 is not this M66's",
+                       10)
+            assert not any(l.startswith("+FBREADY") for l in u.quiet(1.0))
+            u.send("AT+FBVER?")
+            assert u.quiet(0.5) == []   # no app: nobody answers on UART1
+
+
+# --- models (spec §6) ---------------------------------------------------------------------
+
+MODELS = {  # the virtual module's own table: load address, region, chip
+    "M66": (0x102C7000, 0x5A000, "MT6261"), "MC60": (0x102DB000, 0x50000, "MT2503"),
+    "MC60E": (0x1030D000, 0x46000, "MT2503"), "M26": (0x1021B000, 0x50000, "MT6261"),
+    "MC20": (0x102DB000, 0x50000, "MT2503"),
+}
+
+
+def test_models_listed_and_each_agent_image_has_its_gfh(images):
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "models"],
+                       capture_output=True, text=True, env=tool_env(), timeout=60)
+    assert r.returncode == 0 and r.stdout.split() == list(MODELS), r
+    for name, (load, region, _) in MODELS.items():
+        img = build_app("1.0.0", images["dir"] / f"agent_{name}.bin", model=name)
+        data = img.read_bytes()
+        assert len(data) <= region
+        # byte for byte what the bench's GFH writer makes for that address and length
+        assert data[:GFH] == fotabench.AppImage.header(load, len(data)), name
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "sim", "MODEL=M99",
+                        f"OUT={images['dir'] / 'x.bin'}"], capture_output=True, text=True,
+                       env=tool_env(), timeout=120)
+    assert r.returncode != 0 and "not one of: M66 MC60 MC60E M26 MC20" in r.stdout + r.stderr
+
+
+@pytest.fixture(scope="session")
+def model_images(images):
+    out = {}
+    for name in ("MC60", "M26"):
+        v1 = build_app("1.0.0", images["dir"] / f"{name}_v1.bin", model=name)
+        v2 = build_app("2.0.0", images["dir"] / f"{name}_v2.bin", model=name)
+        pkg = images["dir"] / f"{name}_v2_pkg.bin"
+        fotabench.Package.build(v2, pkg)
+        out[name] = {"v1": v1, "v2": v2, "pkg": pkg}
+    return out
+
+
+def test_mc60_upgraded_over_http(model_images, state_dir, http):
+    imgs = model_images["MC60"]
+    http.files["/v2.bin"] = imgs["pkg"].read_bytes()
+    with VirtualModule(imgs["v1"], state_dir, model="MC60", **FAST) as vm:
+        assert (vm.model, vm.info["chip"]) == ("MC60", "MT2503")
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            wait_ready(u, "1.0.0")
+            ati = u.command("ATI")
+            assert ati == ["Quectel_Ltd", "Quectel_MC60", ati[2], "OK"]
+            assert ati[2].startswith("Revision: MC60")
+            assert_http_sequence(upgrade(u, http_url(http)))
+            wait_ready(u, "2.0.0")
+            dbg.expect(r"CORE: power on \(fotabench virtual MC60, MT2503\)", 5)
+    assert http.requests[0]["sent"] == imgs["pkg"].stat().st_size
+
+
+def test_m26_upgraded_over_ftp(model_images, state_dir, tmp_path):
+    imgs = model_images["M26"]
+    home = tmp_path / "ftp"
+    home.mkdir()
+    (home / "v2.bin").write_bytes(imgs["pkg"].read_bytes())
+    ftp = PackageFtpServer(home)
+    try:
+        with VirtualModule(imgs["v1"], state_dir, model="M26", **FAST) as vm:
+            assert (vm.model, vm.info["chip"]) == ("M26", "MT6261")
+            with Uart(vm.uart1) as u:
+                wait_ready(u, "1.0.0")
+                assert u.command("AT+CGMM") == ["Quectel_M26", "OK"]
+                states = upgrade(u, f"ftp://127.0.0.1/v2.bin:{ftp.port}@bench:pw")
+                assert states[-1] == ("UP_SYSTEM_REBOOT", 100), states
+                wait_ready(u, "2.0.0")
+    finally:
+        ftp.close()
+
+
+def test_a_module_boots_only_an_app_for_its_own_model(images, model_images, state_dir):
+    """The boot's check: an M66 app in an MC60's app area is not started (RDY, no app);
+    the MC60's own app is."""
+    with VirtualModule(images["v1"], state_dir, model="MC60", **FAST) as vm:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+            u.expect("^RDY$", 10)
+            dbg.expect(r"BOOT: app image refused: load address 0x102C7000 is not this "
+                       r"MC60's app region \(0x102DB000\)", 10)
+            assert not any(l.startswith("+FBREADY") for l in u.quiet(1.0))
+    with VirtualModule(model_images["MC60"]["v1"], state_dir, model="mc60", reflash=True,
+                       **FAST) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+
+
+def test_cli_sim_model_and_imei_options(images, model_images, state_dir):
+    imei = "490154203237518"   # a valid Luhn IMEI
+    proc = subprocess.Popen([sys.executable, "-m", "fotabench", "sim", "--app",
+                             str(model_images["M26"]["v1"]), "--state", str(state_dir),
+                             "--boot-timing", "fast", "--link-rate", "unlimited",
+                             "--model", "M26", "--imei", imei],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    try:
+        info = json.loads(proc.stdout.readline())
+        assert (info["model"], info["chip"], info["imei"]) == ("M26", "MT6261", imei)
+        with Uart(info["uart1"]) as u:
+            wait_ready(u, "1.0.0")
+            assert u.command("AT+GSN") == [imei, "OK"]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(10)
+        proc.stdout.close()
+    for bad in (["--model", "M99"], ["--imei", "490154203237519"], ["--imei", "12345"]):
+        r = subprocess.run([sys.executable, "-m", "fotabench", "sim", "--app",
+                            str(images["v1"]), "--state", str(state_dir), *bad],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and r.stderr.strip(), (bad, r)
+        assert "Traceback" not in r.stderr
+
+
+# --- what a module answers to the common commands of a bench (item 7) ----------------------
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
+def test_common_at_commands_answer_as_a_module(images, state_dir):
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            assert u.command("ATE0") == ["OK"]
+            assert u.command("AT+CMEE=1") == ["OK"]
+            assert u.command("AT+CMEE?") == ["+CMEE: 1", "OK"]
+            assert u.command("AT+CMEE=7") == ["ERROR"]
+            assert u.command("AT+COPS?") == ['+COPS: 0,0,"CHINA MOBILE"', "OK"]
+            assert re.fullmatch(r"\+CSQ: \d+,\d+", u.command("AT+CSQ")[0])
+            assert u.command("AT+CREG?") == ["+CREG: 0,1", "OK"]
+            assert u.command("AT+CGREG?") == ["+CGREG: 0,1", "OK"]
+            assert u.command("AT+CGATT?") == ["+CGATT: 1", "OK"]
+            assert u.command("AT+CPIN?") == ["+CPIN: READY", "OK"]
+            assert u.command("AT+CGMI") == ["Quectel_Ltd", "OK"]
+            assert u.command("AT+CGMM") == ["Quectel_M66", "OK"]
+            assert re.fullmatch(r"Revision: M66\w+", u.command("AT+CGMR")[0])
+            ati = u.command("ATI")
+            assert ati[:2] == ["Quectel_Ltd", "Quectel_M66"] and ati[-1] == "OK"
+            imei, ok = u.command("AT+GSN")
+            assert ok == "OK" and re.fullmatch(r"\d{15}", imei) and luhn_ok(imei), imei
+            assert u.command("AT+CGSN") == [imei, "OK"]
+            assert imei == vm.imei
+            iccid, ok = u.command("AT+QCCID")
+            assert ok == "OK" and re.fullmatch(r"\d{20}", iccid) and luhn_ok(iccid), iccid
+    # the IMEI belongs to the state directory (the module): the same next time
+    with start(images, state_dir) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            assert u.command("AT+GSN") == [imei, "OK"]
+    # ... and another module has another one
+    other = tempfile.mkdtemp(prefix="fbvm")
+    try:
+        with start(images, other) as vm:
+            assert vm.imei != imei and luhn_ok(vm.imei)
+    finally:
+        subprocess.run(["rm", "-rf", other])
+
+
+def test_cops_before_registration(images, state_dir):
+    with start(images, state_dir, boot_timing="real") as vm:
+        with Uart(vm.uart1) as u:
+            u.expect(r'^\+FBREADY: "1\.0\.0"', 10)
+            # +CREG: 1 comes 11.7 s after the app starts: not registered yet
+            assert u.command("AT+COPS?") == ["+COPS: 0", "OK"]
+            assert u.command("AT+CREG?")[0] in ("+CREG: 0,0", "+CREG: 0,2")
+
+
+def test_default_connect_latency_is_the_traces_042_s(images, state_dir, http):
+    http.files["/v2.bin"] = images["pkg"].read_bytes()
+    with start(images, state_dir, latency_ms=None) as vm:
+        with Uart(vm.uart1) as u:
+            wait_ready(u, "1.0.0")
+            u.send(f'AT+FBUPG="{http_url(http)}"')
+            u.expect(r"^\+FBSTATE: UP_CONNECTING,0$", 10)
+            t0 = u.history[-1][0]
+            u.expect(r"^\+FBSTATE: UP_CONNECTED,0$", 10)
+            t1 = u.history[-1][0]
+            assert 0.42 <= (t1 - t0) / 1e9 < 0.42 + 0.5, (t1 - t0) / 1e9
+            collect_states(u)
+
+
 def test_pdp_failure(images, state_dir, http):
     http.files["/v2.bin"] = images["pkg"].read_bytes()
     with start(images, state_dir, pdp_fail=True) as vm:
-        with Uart(vm.uart1) as u:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
             wait_ready(u, "1.0.0")
             assert u.command("AT+QIACT") == ["ERROR"]
             states = upgrade(u, http_url(http))
             assert states == [("UP_START", 0), ("UP_UPGRADFAILED", 0)]
+            dbg.expect("FOTA: no PDP context", 5)
     assert http.requests == []
 
 
@@ -392,8 +823,11 @@ def test_attach_failure(images, state_dir, http):
             u.expect(r'^\+FBREADY: "1\.0\.0"', 10)
             u.expect(r"^\+CREG: 1$", 10)
             assert u.command("AT+CGATT?") == ["+CGATT: 0", "OK"]
-            states = upgrade(u, http_url(http))
-            assert states[-1] == ("UP_UPGRADFAILED", 0)
+            with Uart(vm.uart2) as dbg:
+                states = upgrade(u, http_url(http))
+                assert states == [("UP_START", 0), ("UP_UPGRADFAILED", 0)]
+                dbg.expect("FOTA: no PDP context", 5)  # no GPRS: no context
+    assert http.requests == []  # it never got as far as the server
 
 
 def test_malformed_and_overlong_lines(images, state_dir):
@@ -420,7 +854,7 @@ def test_malformed_and_overlong_lines(images, state_dir):
 
 def test_watchdog_resets_when_feeding_stops(images, state_dir):
     with start(images, state_dir, wdt_timeout=1.6) as vm:
-        with Uart(vm.uart1) as u:
+        with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
             wait_ready(u, "1.0.0")
             # fed while running: no reset for well over the chip's timeout
             assert all(not l.startswith("RDY") for l in u.quiet(2.5))
@@ -430,6 +864,8 @@ def test_watchdog_resets_when_feeding_stops(images, state_dir):
             elapsed = time.monotonic() - t0
             # logic watchdog (2 s) expires, then the chip's 1.6 s
             assert 1.6 <= elapsed <= 6.0, elapsed
+            # the fault as the module saw it: its logic watchdog expired, WDI stopped
+            dbg.expect("CORE: logic watchdog expired", 1)
             wait_ready(u, "1.0.0")
 
 
@@ -532,6 +968,46 @@ def test_vbat_cut_during_ftp_upgrade(images, state_dir, tmp_path, cut_at):
                 version = wait_ready(u)
                 assert version == ("1.0.0" if cut_at != "UP_SYSTEM_REBOOT" else version)
                 assert version in ("1.0.0", "2.0.0")
+    finally:
+        ftp.close()
+
+
+def test_long_forwarded_at_command_keeps_the_watchdog_fed(images, state_dir, tmp_path):
+    """AT+QFTPGET of a 268 KB file blocks the agent's main task in the RIL for longer than
+    the logic watchdog (2 s) and the chip (1.6 s) together. The agent feeds from its GPT
+    timer, whose callback runs while the task is blocked (as on the SDK): the command
+    gets its final result, WDI never stops, and the module is never reset."""
+    home = tmp_path / "ftp"
+    home.mkdir()
+    size = 268 * 1024
+    (home / "big.bin").write_bytes(os.urandom(size))
+    ftp = PackageFtpServer(home)
+    rate = 400_000    # ~5.5 s for 268 KB: the 50 kbit/s of the issue would take 44 s
+    try:
+        with start(images, state_dir, link_rate=rate, wdt_timeout=1.6) as vm:
+            wdi = LineWatcher(vm.gpio, "WDI")
+            try:
+                with Uart(vm.uart1) as u, Uart(vm.uart2) as dbg:
+                    wait_ready(u, "1.0.0")
+                    assert u.command('AT+QFTPUSER="bench"') == ["OK"]
+                    assert u.command('AT+QFTPPASS="pw"') == ["OK"]
+                    assert u.command(f'AT+QFTPOPEN="127.0.0.1",{ftp.port}') == \
+                        ["+QFTPOPEN:0", "OK"]
+                    t0 = time.monotonic_ns()
+                    r = u.command(f'AT+QFTPGET="big.bin",{size}', timeout=60)
+                    t1 = time.monotonic_ns()
+                    assert r == [f"+QFTPGET:{size}", "OK"], r
+                    blocked = (t1 - t0) / 1e9
+                    assert blocked > 2.0 + 1.6, blocked   # longer than both watchdogs
+                    assert not [l for _, l in u.history if l == "RDY"][1:]  # no reset
+                    assert u.command("AT+FBVER?")[0].startswith('+FBVER: "1.0.0"')
+                    assert not any("logic watchdog expired" in l for l in dbg.quiet(0.2))
+                gap = wdi.max_gap_s(t0, t1)
+                edges = [e for e in wdi.edges if t0 <= e[1] <= t1]
+                assert len(edges) >= blocked / 0.2 * 0.5, len(edges)
+                assert 0 < gap < 1.6 * 2 / 3, gap
+            finally:
+                wdi.close()
     finally:
         ftp.close()
 
@@ -642,3 +1118,32 @@ def test_make_opencpu_copies_the_agent_into_an_sdk(tmp_path):
     r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "opencpu"],
                        capture_output=True, text=True, env=tool_env(), timeout=60)
     assert r.returncode != 0 and "SDK=" in r.stdout + r.stderr
+
+
+@pytest.mark.fuzz
+def test_fuzz_the_modules_own_parsers(images, tmp_path):
+    """libFuzzer smoke of sim/modside.c (URL decoder, package and GFH checks): seeded
+    with a real package, an app image and URLs of every form; the target aborts on a
+    broken invariant. Skipped without clang/libFuzzer and in the ASan pass."""
+    if os.environ.get("FOTABENCH_SANITIZE", "") not in ("", "0"):
+        pytest.skip("ASan pass: the target carries its own sanitizers")
+    if not shutil.which(os.environ.get("FUZZ_CC", "clang")):
+        pytest.skip("clang not found: libFuzzer targets need it (apt install clang)")
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "fuzz"],
+                       capture_output=True, text=True, env=tool_env(), timeout=300)
+    if r.returncode != 0 and "fsanitize=fuzzer" in r.stderr:
+        pytest.skip(f"no libFuzzer runtime: {r.stderr[-500:]}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    seeds = [images["pkg"].read_bytes(), images["v1"].read_bytes()[:4096],
+             b"ftp://127.0.0.1/fota/v2.bin:2121@bench:p@ss:w", b"ftp://h:21/d/f.bin:21@u:p",
+             b"ftp://h/f.bin", b"http://127.0.0.1:8080/v2.bin@u:p",
+             b"http://www.quectel.com/filePath/xxx.bin:8080", b"https://h/a.bin"]
+    for i, seed in enumerate(seeds):
+        (corpus / f"seed{i}").write_bytes(seed)
+    run = subprocess.run([str(ROOT / "firmware" / "build" / "fuzz" / "fuzz_modside"),
+                          "-max_total_time=15", "-print_final_stats=1", str(corpus)],
+                         capture_output=True, text=True, env=tool_env(), timeout=120)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert "Done" in run.stderr

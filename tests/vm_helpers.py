@@ -24,10 +24,12 @@ SANITIZE = os.environ.get("FOTABENCH_SANITIZE") == "1"
 FINAL = re.compile(r"^(OK|DEACT OK|ERROR|\+CME ERROR: \d+|\+CMS ERROR: \d+)$")
 
 
-def build_app(version: str, out: Path, pad: int = 0) -> Path:
-    """make -C firmware sim VERSION=... OUT=... (SANITIZE=1 in the ASan pass)."""
+def build_app(version: str, out: Path, pad: int = 0, model: str | None = None) -> Path:
+    """make -C firmware sim VERSION=... OUT=... [MODEL=...] (SANITIZE=1 in the ASan pass)."""
     cmd = ["make", "-s", "-C", str(ROOT / "firmware"), "sim", f"VERSION={version}",
            f"OUT={out}", f"PAD={pad}"]
+    if model is not None:
+        cmd.append(f"MODEL={model}")
     if SANITIZE:
         cmd.append("SANITIZE=1")
     r = subprocess.run(cmd, env=tool_env(), capture_output=True, text=True, timeout=300)
@@ -194,13 +196,21 @@ def collect_states(uart: Uart, until=("UP_SYSTEM_REBOOT", "UP_UPGRADFAILED"),
 
 class PackageHttpServer:
     """Serves files from a dict; `mode` selects a fault:
-    ok, redirect, chunked, nolength, longheader, close_half, stall, notfound, slow."""
+    ok, redirect, chunked, nolength, longheader, close_half, stall, stall_headers, notfound,
+    slow.
+
+    Every request is recorded in `requests` (dicts): path, request_line, headers, t_ns
+    (when the request was read), sent (body bytes written), and for the stall modes
+    stalled_ns (when the server went silent) and client_closed_ns (when the client gave
+    up and closed: None if it never did). All times are time.monotonic_ns, the clock of
+    the module's timeline."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
         self.mode = "ok"
         self.requests: list[dict] = []
         self.stall_event = threading.Event()
+        self.stalled = threading.Event()   # set when a stall begins
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -209,11 +219,39 @@ class PackageHttpServer:
             def log_message(self, *args):
                 pass
 
+            def _send(self, rec, data: bytes) -> None:
+                self.wfile.write(data)
+                self.wfile.flush()
+                rec["sent"] += len(data)
+
+            def _stall(self, rec) -> None:
+                """Send nothing more until the test ends or the client closes; record both."""
+                rec["stalled_ns"] = time.monotonic_ns()
+                server.stalled.set()
+                sock = self.connection
+                while not server.stall_event.is_set():
+                    ready, _, _ = select.select([sock], [], [], 0.01)
+                    if not ready:
+                        continue
+                    try:
+                        data = sock.recv(4096)
+                    except OSError:
+                        data = b""
+                    if not data:
+                        rec["client_closed_ns"] = time.monotonic_ns()
+                        return
+
             def do_GET(self):
-                server.requests.append({"path": self.path, "request_line": self.requestline,
-                                        "headers": list(self.headers.items())})
+                rec = {"path": self.path, "request_line": self.requestline,
+                       "headers": list(self.headers.items()), "t_ns": time.monotonic_ns(),
+                       "sent": 0, "stalled_ns": None, "client_closed_ns": None}
+                server.requests.append(rec)
                 body = server.files.get(self.path)
                 mode = server.mode
+                if mode == "stall_headers":
+                    self._stall(rec)
+                    self.close_connection = True
+                    return
                 if body is None or mode == "notfound":
                     self.send_response(404)
                     self.send_header("Content-Length", "0")
@@ -230,7 +268,7 @@ class PackageHttpServer:
                 if mode == "chunked":
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
-                    self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+                    self._send(rec, b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
                     return
                 if mode == "longheader":
                     self.send_header("X-Padding", "p" * 600)
@@ -240,19 +278,17 @@ class PackageHttpServer:
                     self.send_header("Connection", "close")
                 self.end_headers()
                 if mode in ("close_half", "stall"):
-                    self.wfile.write(body[:len(body) // 2])
-                    self.wfile.flush()
+                    self._send(rec, body[:len(body) // 2])
                     if mode == "stall":
-                        self.stall_event.wait(30)
+                        self._stall(rec)
                     self.close_connection = True
                     return
                 if mode == "slow":
                     for i in range(0, len(body), 512):
-                        self.wfile.write(body[i:i + 512])
-                        self.wfile.flush()
+                        self._send(rec, body[i:i + 512])
                         time.sleep(0.01)
                     return
-                self.wfile.write(body)
+                self._send(rec, body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
@@ -267,16 +303,20 @@ class PackageHttpServer:
 
 
 class PackageFtpServer:
-    """pyftpdlib on 127.0.0.1, user bench / password pw, home = directory."""
+    """pyftpdlib on 127.0.0.1, user bench / password `password` (default pw), home =
+    directory; `anonymous` also lets anonymous in."""
 
-    def __init__(self, home: Path, size_delta: int = 0):
+    def __init__(self, home: Path, size_delta: int = 0, password: str = "pw",
+                 anonymous: bool = False):
         from pyftpdlib.authorizers import DummyAuthorizer
         from pyftpdlib.handlers import FTPHandler
         from pyftpdlib.servers import FTPServer
         import logging
         logging.getLogger("pyftpdlib").setLevel(logging.WARNING)
         auth = DummyAuthorizer()
-        auth.add_user("bench", "pw", str(home), perm="elr")
+        auth.add_user("bench", password, str(home), perm="elr")
+        if anonymous:
+            auth.add_anonymous(str(home), perm="elr")
 
         class Handler(FTPHandler):
             authorizer = auth

@@ -177,7 +177,7 @@ def main() -> int:
     print(f"300 KB upgrade, unlimited link: download {dl:.2f} s, to +FBREADY v2 {total:.2f} s")
     if not args.quick:
         dl, total = upgrade_time(v1, work, pkg.name, boot_timing="real")
-        print(f"300 KB upgrade, default link (50 kbit/s, 300 ms latency, real boot timing): "
+        print(f"300 KB upgrade, default link (50 kbit/s, 420 ms latency, real boot timing): "
               f"download {dl:.1f} s, to +FBREADY v2 {total:.1f} s")
 
     return many_report(v1, work, args)

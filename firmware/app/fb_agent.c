@@ -29,7 +29,7 @@ static bool s_in_cmd;
 static char s_pending[PENDING_MAX][PENDING_LEN];
 static u32 s_npending;
 
-static bool s_feeding = TRUE;
+static volatile bool s_feeding = TRUE; /* read by the GPT timer (interrupt context) */
 static bool s_busy;         /* an upgrade is running */
 static bool s_reboot = TRUE; /* callback's answer at UP_SYSTEM_REBOOT */
 static bool s_download_ok;  /* UP_SYSTEM_REBOOT seen: Ql_FOTA_Update may be called */
@@ -99,7 +99,10 @@ static bool fota_cb(Upgrade_State state, s32 percent)
     if (state == UP_UPGRADFAILED) {
         s_busy = FALSE;
     } else if (state == UP_SYSTEM_REBOOT) {
-        s_busy = FALSE;
+        /* TRUE: the core updates and reboots ~300 ms later; until then stay busy, or a
+         * second AT+FBUPG would erase the spare area under the pending update. FALSE:
+         * nothing happens until AT+FBUPDATE, and a new upgrade may replace this one. */
+        s_busy = s_reboot;
         s_download_ok = TRUE;
         return s_reboot;
     }

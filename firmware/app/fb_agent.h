@@ -10,7 +10,7 @@
 void fb_agent_init(void);
 void fb_agent_on_message(const ST_MSG *msg);
 void fb_agent_rx(const u8 *data, u32 len);
-/* Called by the watchdog feed timer: FALSE after AT+FBWDT=0. */
+/* Called by the watchdog feed timer (GPT, interrupt context): FALSE after AT+FBWDT=0. */
 bool fb_agent_feeding(void);
 
 #endif

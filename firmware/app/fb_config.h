@@ -22,7 +22,8 @@
 #ifndef FB_WDI_TOGGLE_MS
 #define FB_WDI_TOGGLE_MS 200
 #endif
-/* The logic watchdog (Ql_WTD_Start, >= 400 ms) and how often the app feeds it. */
+/* The logic watchdog (Ql_WTD_Start, >= 400 ms) and how often the app feeds it from its
+ * GPT timer (a multiple of 10 ms). */
 #ifndef FB_WTD_LOGIC_MS
 #define FB_WTD_LOGIC_MS 2000
 #endif

@@ -1,5 +1,10 @@
 /* fotabench bench agent: the main task. Opens UART1 (protocol) and UART2 (debug), feeds the
- * external watchdog, and hands every message to the protocol (fb_agent.c). */
+ * external watchdog, and hands every message to the protocol (fb_agent.c).
+ *
+ * The logic watchdog is fed from the GPT timer, whose callback runs in interrupt context:
+ * a forwarded AT command can block this task in the RIL for a minute (AT+QFTPGET of a
+ * large file on GPRS), and a task timer would stop feeding meanwhile, letting the
+ * watchdog reset the module in the middle of the command. */
 #include "ql_type.h"
 #include "ql_stdlib.h"
 #include "ql_system.h"
@@ -14,6 +19,7 @@
 
 static s32 s_wtd_id = -1;
 
+/* Interrupt context: short, no RIL, reads only the feeding flag. */
 static void feed_timer(u32 timerId, void *param)
 {
     (void)timerId;
@@ -51,7 +57,7 @@ void proc_main_task(s32 taskId)
 
     Ql_WTD_Init(0, FB_WDI_PIN, FB_WDI_TOGGLE_MS);
     s_wtd_id = Ql_WTD_Start(FB_WTD_LOGIC_MS);
-    Ql_Timer_Register(FB_TIMER_FEED, feed_timer, NULL);
+    Ql_Timer_RegisterFast(FB_TIMER_FEED, feed_timer, NULL);
     Ql_Timer_Start(FB_TIMER_FEED, FB_WTD_FEED_MS, TRUE);
 
     fb_agent_init();

@@ -455,6 +455,76 @@ static int copy_file(const char *from, const char *to)
     return -1;
 }
 
+/* IMEI (AT+GSN): 15 digits, the last a Luhn check digit. */
+static int luhn_ok(const char *d)
+{
+    int sum = 0;
+    for (int i = 0; i < 15; i++) {
+        if (d[i] < '0' || d[i] > '9')
+            return 0;
+        int v = d[14 - i] - '0';
+        if (i % 2) {
+            v *= 2;
+            if (v > 9)
+                v -= 9;
+        }
+        sum += v;
+    }
+    return d[15] == '\0' && sum % 10 == 0;
+}
+
+/* The module's IMEI: --imei, else the one kept in the state directory ("imei"), else a
+ * new random one (TAC-like "86" prefix, Luhn check digit), kept there for next time. */
+static int setup_imei(const char *given)
+{
+    char imei[32] = "";
+    if (given) {
+        if (strlen(given) != 15 || !luhn_ok(given)) {
+            fprintf(stderr, "fotabench-sim: error: --imei %s: an IMEI is 15 digits whose last "
+                    "is the Luhn check digit\n", given);
+            return -1;
+        }
+        snprintf(imei, sizeof(imei), "%s", given);
+    } else {
+        FILE *f = fopen("imei", "r");
+        if (f) {
+            if (!fgets(imei, sizeof(imei), f))
+                imei[0] = '\0';
+            fclose(f);
+            imei[strcspn(imei, "\r\n")] = '\0';
+        }
+    }
+    if (!luhn_ok(imei)) {
+        unsigned char rnd[12];
+        FILE *r = fopen("/dev/urandom", "rb");
+        if (!r || fread(rnd, 1, sizeof(rnd), r) != sizeof(rnd)) {
+            if (r)
+                fclose(r);
+            fprintf(stderr, "fotabench-sim: error: /dev/urandom: %s\n", strerror(errno));
+            return -1;
+        }
+        fclose(r);
+        imei[0] = '8';
+        imei[1] = '6';
+        for (int i = 0; i < 12; i++)
+            imei[2 + i] = (char)('0' + rnd[i] % 10);
+        imei[15] = '\0';
+        for (int c = 0; c < 10; c++) {
+            imei[14] = (char)('0' + c);
+            if (luhn_ok(imei))
+                break;
+        }
+    }
+    snprintf(g_cfg.imei, sizeof(g_cfg.imei), "%s", imei);
+    FILE *f = fopen("imei.tmp", "w");
+    if (!f || fprintf(f, "%s\n", imei) < 0 || fclose(f) != 0 || rename("imei.tmp", "imei") != 0) {
+        fprintf(stderr, "fotabench-sim: error: cannot keep the IMEI in the state directory: %s\n",
+                strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fputs("usage: fotabench-sim --state DIR [--app APP.bin] [options]\n"
@@ -462,7 +532,7 @@ static void usage(FILE *f)
           "  --state DIR           flash of the module (kept between runs); gpio.sock lives here\n"
           "  --boot-timing real|fast   core delays as on a module, or / 100 (default real)\n"
           "  --link-rate BPS|unlimited downlink bits/s (default 50000)\n"
-          "  --latency-ms N        added before each connection set-up (default 300)\n"
+          "  --latency-ms N        added before each connection set-up (default 420)\n"
           "  --attach-fail         GPRS never attaches\n"
           "  --pdp-fail            PDP context activation fails\n"
           "  --wdt-timeout SEC     external watchdog timeout, 0 = no chip (default 1.6)\n"
@@ -471,7 +541,13 @@ static void usage(FILE *f)
           "  --flash-rate BPS      boot loader copy speed in bytes/s, 0 = instant\n"
           "                        (default 65536 with real timing, 0 with fast)\n"
           "  --power on|off        power the module on at start (default on)\n"
-          "  --reflash             write --app into the app area even if one is there\n",
+          "  --reflash             write --app into the app area even if one is there\n"
+          "  --model NAME          M66 (default), MC60, MC60E, M26 or MC20: app region and chip\n"
+          "  --package-check md5|full  what Ql_FOTA_Finish checks: the MD5 trailer (default),\n"
+          "                        or also the header (CRC, lengths) and the app against the model\n"
+          "  --ftp-short-url refuse|accept  FTP URL without :port or @user:password: a decode\n"
+          "                        failure (default) or the note's defaults (21, anonymous)\n"
+          "  --imei DIGITS         the module's IMEI (AT+GSN); default: kept in the state directory\n",
           f);
 }
 
@@ -485,11 +561,14 @@ int main(int argc, char **argv)
         {"http-timeout", required_argument, 0, 'h'}, {"ftp-retry-ms", required_argument, 0, 'f'},
         {"flash-rate", required_argument, 0, 'F'},   {"power", required_argument, 0, 'p'},
         {"reflash", no_argument, 0, 'R'},            {"help", no_argument, 0, 'H'},
+        {"model", required_argument, 0, 'm'},        {"package-check", required_argument, 0, 'k'},
+        {"ftp-short-url", required_argument, 0, 'u'}, {"imei", required_argument, 0, 'i'},
         {0, 0, 0, 0}};
-    const char *app = NULL, *state = NULL;
+    const char *app = NULL, *state = NULL, *imei = NULL;
     double flash_rate = -1;
+    g_cfg.model = sim_model_find("M66");
     g_cfg.link_rate_bps = 50000;
-    g_cfg.latency_ms = 300;
+    g_cfg.latency_ms = 420; /* TCP connect to a server in the MC60 trace (§8) */
     g_cfg.wdt_timeout = 1.6;
     g_cfg.http_timeout_s = 120;
     g_cfg.ftp_retry_ms = 2000;
@@ -527,6 +606,26 @@ int main(int argc, char **argv)
             g_cfg.power_on = !strcmp(optarg, "on");
             break;
         case 'R': g_cfg.reflash = 1; break;
+        case 'm':
+            if (!(g_cfg.model = sim_model_find(optarg))) {
+                fprintf(stderr, "fotabench-sim: error: unknown model %s; known:", optarg);
+                for (size_t i = 0; i < sim_model_count(); i++)
+                    fprintf(stderr, " %s", sim_model_at(i)->name);
+                fprintf(stderr, "\n");
+                return 2;
+            }
+            break;
+        case 'k':
+            if (strcmp(optarg, "md5") && strcmp(optarg, "full"))
+                goto bad;
+            g_cfg.package_check = !strcmp(optarg, "full") ? PKG_CHECK_FULL : PKG_CHECK_MD5;
+            break;
+        case 'u':
+            if (strcmp(optarg, "refuse") && strcmp(optarg, "accept"))
+                goto bad;
+            g_cfg.ftp_short_url = !strcmp(optarg, "accept") ? FTP_SHORT_ACCEPT : FTP_SHORT_REFUSE;
+            break;
+        case 'i': imei = optarg; break;
         case 'H': usage(stdout); return 0;
         default: goto bad;
         }
@@ -548,6 +647,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "fotabench-sim: error: %s: %s\n", g_cfg.state, strerror(errno));
         return 1;
     }
+    if (setup_imei(imei) != 0)
+        return 1;
     /* flash: the app area is written from --app only when empty (or --reflash) */
     if (access("app.bin", F_OK) != 0 || g_cfg.reflash) {
         if (!app) {
@@ -601,8 +702,9 @@ int main(int argc, char **argv)
         module_spawn();
     }
     printf("{\"uart1\": \"%s\", \"uart2\": \"%s\", \"gpio\": \"%s/gpio.sock\", \"pid\": %d, "
-           "\"state\": \"%s\"}\n",
-           s_uart_path[0], s_uart_path[1], g_cfg.state, (int)getpid(), g_cfg.state);
+           "\"state\": \"%s\", \"model\": \"%s\", \"chip\": \"%s\", \"imei\": \"%s\"}\n",
+           s_uart_path[0], s_uart_path[1], g_cfg.state, (int)getpid(), g_cfg.state,
+           g_cfg.model->name, g_cfg.model->chip, g_cfg.imei);
     fflush(stdout);
 
     for (;;) {

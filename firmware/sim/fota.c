@@ -1,7 +1,7 @@
 /* fotabench virtual module: a clean-room Ql_FOTA_* (opencpu-fota.md §2-4, §8).
  *
- * Ql_FOTA_StartUpgrade decodes the URL with the module's rules (fotabench's own
- * fb_url_parse) and runs the download in a worker thread; every state is delivered to
+ * Ql_FOTA_StartUpgrade decodes the URL with the module's own rules (modside.c, not the
+ * bench's core: the two must be able to disagree) and runs the download in a worker thread; every state is delivered to
  * the app's callback in its main task. HTTP is libcurl shaped to the module's client
  * (request headers, refusals, 512-byte flash writes, percentages in steps of 5, never
  * UP_GET_FILE_OK); FTP goes through the core's FTP client behind AT+QFTP* (5 connection
@@ -19,10 +19,6 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-
-#include "fotabench/model.h"
-#include "fotabench/package.h"
-#include "fotabench/url.h"
 
 #include "ql_type.h"
 #include "ql_error.h"
@@ -52,9 +48,7 @@ static void state_path(char *out, size_t size, const char *name)
 
 static long long area_size(void)
 {
-    const fb_model *m = fb_model_find(SIM_MODEL);
-    /* a package of the biggest app the region holds */
-    return (long long)m->region_size + FB_PKG_HEADER_SIZE + 3 + FB_MD5_LEN;
+    return sim_fota_area_size(g_cfg.model);
 }
 
 s32 Ql_FOTA_Init(ST_FotaConfig *pFotaCfg)
@@ -109,24 +103,29 @@ s32 Ql_FOTA_ReadData(u32 offset, u32 len, u8 *pBuffer)
     return ret;
 }
 
-/* Checks the package in the spare area: header CRC, MD5, and the app image. */
+/* "Checks the checksum" (§8): the MD5 trailer over the bytes written, and with
+ * --package-check full the header and the app image too (modside.c). */
 s32 Ql_FOTA_Finish(void)
 {
-    char path[PATH_MAX + 16];
-    state_path(path, sizeof(path), "fota.bin");
     pthread_mutex_lock(&s_fmu);
     s32 ret = QL_RET_ERR_RAW_FLASH_UNINITIALIZED;
     if (s_fd >= 0) {
         fsync(s_fd);
-        fb_error err;
-        fb_status st = fb_package_check_file(path, fb_model_find(SIM_MODEL), NULL, NULL, &err);
-        if (st == FB_OK) {
+        size_t len = (size_t)s_woff;
+        unsigned char *buf = malloc(len ? len : 1);
+        char why[200];
+        if (!buf || pread(s_fd, buf, len, 0) != (ssize_t)len) {
+            module_debug("FOTA: package check failed: cannot read the FOTA area");
+            ret = QL_RET_ERR_RAW_FLASH_READFAIL;
+        } else if (sim_package_check(buf, len, g_cfg.model, g_cfg.package_check, why,
+                                     sizeof(why)) == 0) {
             s_finished = 1;
             ret = QL_RET_OK;
         } else {
-            module_debug("FOTA: package check failed: %s", err.message);
+            module_debug("FOTA: package check failed: %s", why);
             ret = QL_RET_ERR_PARAM;
         }
+        free(buf);
     }
     pthread_mutex_unlock(&s_fmu);
     return ret;
@@ -208,7 +207,9 @@ static void finish_worker(void)
     pthread_mutex_unlock(&s_fmu);
 }
 
-/* UP_SYSTEM_REBOOT: TRUE = wait ~300 ms and update; FALSE = wait for Ql_FOTA_Update. */
+/* UP_SYSTEM_REBOOT: TRUE = wait ~300 ms and update; FALSE = wait for Ql_FOTA_Update.
+ * With TRUE the worker stays busy until the reboot: a Ql_FOTA_StartUpgrade in the
+ * 300 ms returns -1 instead of erasing the spare area under the pending update. */
 static void reboot_state(void)
 {
     pthread_mutex_lock(&s_fmu);
@@ -219,7 +220,8 @@ static void reboot_state(void)
     while (!s_answer_ready)
         pthread_cond_wait(&s_fcv, &s_fmu);
     int go = s_answer;
-    s_busy = 0;
+    if (!go)
+        s_busy = 0;
     pthread_mutex_unlock(&s_fmu);
     if (go) {
         sim_sleep_ms(300);
@@ -242,11 +244,12 @@ static int write_flash(const unsigned char *data, size_t len)
 /* ---- HTTP ---------------------------------------------------------------------------- */
 
 struct http_job {
-    fb_url url;
+    struct mod_url url;
     int url_ok;
     int status, fail, have_len, headers_done, last_pct;
     long long clen, got;
     int64_t t0;
+    int64_t last_ns; /* when data last arrived (the no-data timeout counts from it) */
     char why[160];
 };
 
@@ -279,6 +282,7 @@ static size_t http_header(char *buf, size_t size, size_t nitems, void *ud)
     line[n] = '\0';
     while (n > 0 && (line[n - 1] == '\r' || line[n - 1] == '\n'))
         line[--n] = '\0';
+    j->last_ns = sim_now_ns();
     if (!strncmp(line, "HTTP/", 5)) {
         const char *sp = strchr(line, ' ');
         j->status = sp ? atoi(sp + 1) : 0;
@@ -318,12 +322,62 @@ static size_t http_body(char *ptr, size_t size, size_t nmemb, void *ud)
     if (j->t0 == 0)
         j->t0 = sim_now_ns();
     link_pace(j->t0, j->got);
+    j->last_ns = sim_now_ns(); /* after the link's pacing: that is not the server's silence */
     int pct = (int)(j->got * 100 / j->clen) / 5 * 5;
     if (pct > j->last_pct) {
         j->last_pct = pct;
         post_state(UP_GETTING_FILE, pct);
     }
     return size * nmemb;
+}
+
+/* Runs the transfer with the module's no-data timeout: --http-timeout seconds after the
+ * last byte (or the start), before the headers and mid-body alike. curl's low-speed
+ * check only looks once a second over a whole window and overshot by up to ~6 s; here
+ * the deadline is checked at least every 100 ms. */
+static CURLcode http_perform(CURL *c, struct http_job *j)
+{
+    CURLM *m = curl_multi_init();
+    if (!m)
+        return CURLE_OUT_OF_MEMORY;
+    if (curl_multi_add_handle(m, c) != CURLM_OK) {
+        curl_multi_cleanup(m);
+        return CURLE_FAILED_INIT;
+    }
+    const int64_t limit_ns = (int64_t)g_cfg.http_timeout_s * 1000000000LL;
+    CURLcode rc = CURLE_OK;
+    int running = 1, done = 0;
+    j->last_ns = sim_now_ns();
+    while (running) {
+        if (curl_multi_perform(m, &running) != CURLM_OK) {
+            rc = CURLE_RECV_ERROR;
+            break;
+        }
+        if (!running)
+            break;
+        int64_t left = j->last_ns + limit_ns - sim_now_ns();
+        if (left <= 0) {
+            if (!j->fail)
+                snprintf(j->why, sizeof(j->why), "no data for %d s", g_cfg.http_timeout_s);
+            j->fail = 1;
+            break;
+        }
+        int wait_ms = (int)(left / 1000000LL) + 1;
+        curl_multi_poll(m, NULL, 0, wait_ms < 100 ? wait_ms : 100, NULL);
+    }
+    CURLMsg *msg;
+    int queued;
+    while ((msg = curl_multi_info_read(m, &queued)) != NULL) {
+        if (msg->msg == CURLMSG_DONE) {
+            rc = msg->data.result;
+            done = 1;
+        }
+    }
+    if (!done && rc == CURLE_OK && !j->fail)
+        rc = CURLE_RECV_ERROR;
+    curl_multi_remove_handle(m, c); /* closes the connection: the server sees it */
+    curl_multi_cleanup(m);
+    return rc;
 }
 
 static void *http_worker(void *arg)
@@ -344,9 +398,9 @@ static void *http_worker(void *arg)
     if (!c) {
         goto failed;
     }
-    char urlbuf[512], host[FB_HTTP_HOST_NAME_MAX + 32];
-    snprintf(urlbuf, sizeof(urlbuf), "http://%s:%u%s", j->url.host, j->url.port, j->url.path);
-    snprintf(host, sizeof(host), "Host: %s:%u", j->url.host, j->url.port);
+    char urlbuf[512], host[sizeof(j->url.host) + 32];
+    snprintf(urlbuf, sizeof(urlbuf), "http://%s:%d/", j->url.host, j->url.port);
+    snprintf(host, sizeof(host), "Host: %s:%d", j->url.host, j->url.port);
     struct curl_slist *hdrs = NULL;
     hdrs = curl_slist_append(hdrs, host);
     hdrs = curl_slist_append(hdrs, "Accept: */*");
@@ -354,13 +408,14 @@ static void *http_worker(void *arg)
     hdrs = curl_slist_append(hdrs, "Connection: Keep-Alive");
     curl_easy_setopt(c, CURLOPT_URL, urlbuf);
     curl_easy_setopt(c, CURLOPT_PATH_AS_IS, 1L);
+    /* the path exactly as the URL had it (the note's file:port form included): the
+     * module writes it into the request line without parsing it */
+    curl_easy_setopt(c, CURLOPT_REQUEST_TARGET, j->url.path);
     curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, (long)g_cfg.http_timeout_s);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, (long)g_cfg.http_timeout_s);
     curl_easy_setopt(c, CURLOPT_BUFFERSIZE, 1024L);
     curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, http_prereq);
     curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, http_header);
@@ -368,7 +423,7 @@ static void *http_worker(void *arg)
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, j);
     link_before_connect();
-    CURLcode rc = curl_easy_perform(c);
+    CURLcode rc = http_perform(c, j);
     curl_easy_cleanup(c);
     curl_slist_free_all(hdrs);
     if (rc != CURLE_OK || j->fail || !j->headers_done || j->got != j->clen) {
@@ -394,7 +449,7 @@ failed:
 /* ---- FTP ----------------------------------------------------------------------------- */
 
 struct ftp_job {
-    fb_url url;
+    struct mod_url url;
 };
 
 static void *ftp_worker(void *arg)
@@ -408,10 +463,10 @@ static void *ftp_worker(void *arg)
     /* AT+QIFGCNT=0, AT+QICSGP=1,"CMNET" (the app's APN is ignored), then AT+QFTPUSER/PASS,
      * AT+QFTPCFG=1,1 and AT+QFTPOPEN, which activates the context. */
     post_state(UP_CONNECTING, 0);
-    const char *user = j->url.user[0] ? j->url.user : "anonymous";
+    const char *user = j->url.user;
     int opened = 0;
     for (int attempt = 1; attempt <= 5 && !opened; attempt++) {
-        if (ftp_open(j->url.host, j->url.port, user, j->url.password) == 0)
+        if (ftp_open(j->url.host, j->url.port, user, j->url.pass) == 0)
             opened = 1;
         else if (attempt < 5)
             sim_sleep_ms(g_cfg.ftp_retry_ms);
@@ -423,7 +478,7 @@ static void *ftp_worker(void *arg)
     }
     post_state(UP_CONNECTED, 0);
     long long size = -1;
-    if (ftp_set_path(j->url.path[0] ? j->url.path : "/") == 0)
+    if (ftp_set_path(j->url.path) == 0)
         size = ftp_size(j->url.file);
     if (size <= 0 || size > area_size()) {
         module_debug("FOTA: FTP size of %s: %lld", j->url.file, size);
@@ -486,13 +541,12 @@ s32 Ql_FOTA_StartUpgrade(u8 *url, ST_GprsConfig *apnCfg, Callback_Upgrade_State 
     s_cb = cb;
     pthread_mutex_unlock(&s_fmu);
 
-    fb_url parsed;
-    fb_error err;
-    int ok = fb_url_parse(u, &parsed, &err) == FB_OK;
-    if (ok && parsed.scheme != (ftp ? FB_URL_FTP : FB_URL_HTTP))
-        ok = 0;
+    struct mod_url parsed;
+    char why[200];
+    int ok = sim_url_decode(u, ftp ? MURL_FTP : MURL_HTTP, g_cfg.ftp_short_url, &parsed, why,
+                            sizeof(why)) == 0;
     if (!ok)
-        module_debug("FOTA: URL decode failed: %s", err.message);
+        module_debug("FOTA: URL decode failed: %s", why);
     void *(*worker)(void *);
     void *job;
     if (ftp) {

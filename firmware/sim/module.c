@@ -2,10 +2,11 @@
  * a power cut is a SIGKILL. It boots like the core (URCs, boot loader), loads the app's
  * payload with dlopen and runs its main task on the simulated OpenCPU runtime.
  *
- * Threads: the main task (the app's proc_main_task, with its message loop and timers),
- * a UART reader, the WDI feeder, the core's network schedule, and a FOTA worker while
- * an upgrade runs. App callbacks (UART, timers, FOTA states) all run in the main task,
- * as on the real module, so the app never sees concurrency. */
+ * Threads: the main task (the app's proc_main_task, with its message loop and task
+ * timers), a UART reader, the WDI feeder, the GPT timer, the core's network schedule, and
+ * a FOTA worker while an upgrade runs. App callbacks (UART, task timers, FOTA states) run
+ * in the main task, as on the real module; only the GPT timer's callback runs beside it,
+ * as an interrupt does on the real module. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
@@ -20,10 +21,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-#include "fotabench/appimage.h"
-#include "fotabench/model.h"
-#include "fotabench/package.h"
 
 #include "ql_type.h"
 #include "ql_system.h"
@@ -187,9 +184,77 @@ s32 Ql_Timer_Register(u32 timerId, Callback_Timer_OnTimer callback, void *param)
     return 0;
 }
 
+/* The GPT timer: one per app; its callback runs on a thread of its own, like an
+ * interrupt, whatever the main task is doing. */
+static pthread_mutex_t s_gptmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t s_gptcv;
+static struct sim_timer s_gpt;
+
+s32 Ql_Timer_RegisterFast(u32 timerId, Callback_Timer_OnTimer callback, void *param)
+{
+    if (!callback)
+        return -1;
+    pthread_mutex_lock(&s_gptmu);
+    s32 ret = 0;
+    if (s_gpt.used)
+        ret = s_gpt.id == timerId ? -2 : -4; /* already registered / only one GPT timer */
+    else
+        s_gpt = (struct sim_timer){1, 0, 0, timerId, callback, param, 0, 0};
+    pthread_mutex_unlock(&s_gptmu);
+    return ret;
+}
+
+static void *gpt_thread(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&s_gptmu);
+    for (;;) {
+        if (!s_gpt.used || !s_gpt.active) {
+            pthread_cond_wait(&s_gptcv, &s_gptmu);
+            continue;
+        }
+        int64_t now = sim_now_ns();
+        if (now < s_gpt.deadline_ns) {
+            struct timespec ts = {(time_t)(s_gpt.deadline_ns / 1000000000LL),
+                                  (long)(s_gpt.deadline_ns % 1000000000LL)};
+            pthread_cond_timedwait(&s_gptcv, &s_gptmu, &ts);
+            continue;
+        }
+        Callback_Timer_OnTimer cb = s_gpt.cb;
+        void *param = s_gpt.param;
+        u32 id = s_gpt.id;
+        if (s_gpt.repeat) {
+            s_gpt.deadline_ns += s_gpt.interval_ns;
+            if (s_gpt.deadline_ns < now)
+                s_gpt.deadline_ns = now + s_gpt.interval_ns;
+        } else {
+            s_gpt.active = 0;
+        }
+        pthread_mutex_unlock(&s_gptmu);
+        cb(id, param);
+        pthread_mutex_lock(&s_gptmu);
+    }
+    return NULL;
+}
+
 s32 Ql_Timer_Start(u32 timerId, u32 interval, bool autoRepeat)
 {
     s32 ret = -1;
+    pthread_mutex_lock(&s_gptmu);
+    if (s_gpt.used && s_gpt.id == timerId) {
+        if (interval < 10 || interval % 10 != 0) {
+            pthread_mutex_unlock(&s_gptmu);
+            return -1; /* the GPT counts in 10 ms steps */
+        }
+        s_gpt.active = 1;
+        s_gpt.repeat = autoRepeat ? 1 : 0;
+        s_gpt.interval_ns = (int64_t)interval * 1000000LL;
+        s_gpt.deadline_ns = sim_now_ns() + s_gpt.interval_ns;
+        pthread_cond_signal(&s_gptcv);
+        pthread_mutex_unlock(&s_gptmu);
+        return 0;
+    }
+    pthread_mutex_unlock(&s_gptmu);
     pthread_mutex_lock(&s_qmu);
     for (int i = 0; i < NTIMERS; i++) {
         if (s_timers[i].used && s_timers[i].id == timerId) {
@@ -208,6 +273,13 @@ s32 Ql_Timer_Start(u32 timerId, u32 interval, bool autoRepeat)
 s32 Ql_Timer_Stop(u32 timerId)
 {
     s32 ret = -1;
+    pthread_mutex_lock(&s_gptmu);
+    if (s_gpt.used && s_gpt.id == timerId) {
+        s_gpt.active = 0;
+        pthread_mutex_unlock(&s_gptmu);
+        return 0;
+    }
+    pthread_mutex_unlock(&s_gptmu);
     pthread_mutex_lock(&s_qmu);
     for (int i = 0; i < NTIMERS; i++) {
         if (s_timers[i].used && s_timers[i].id == timerId) {
@@ -631,9 +703,31 @@ static void fsync_dir(void)
     }
 }
 
+/* Reads a whole file; NULL if it cannot. */
+static unsigned char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    unsigned char *buf = NULL;
+    long size = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0)
+        buf = malloc((size_t)size + 1);
+    if (buf && fread(buf, 1, (size_t)size, f) != (size_t)size) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    if (buf)
+        *len = (size_t)size;
+    return buf;
+}
+
 /* The boot loader. An update is flagged by Ql_FOTA_Update (file "fota.flag"). The
- * spare area ("fota.bin") is verified (header CRC, MD5, the app image against the M66
- * region); a good image is copied to "app.new" while the core feeds WDI, synced,
+ * spare area ("fota.bin") is verified again with Ql_FOTA_Finish's check (the module's
+ * own, modside.c; whether a real core re-checks is unknown: a core that copied an
+ * unverified area would brick on a flash error, so this one does not); the app image
+ * after the 80-byte header, its length taken from its GFH, is copied to "app.new" while the core feeds WDI, synced,
  * renamed over "app.bin", and only then is the flag cleared. A power cut at any point
  * leaves either the old app with the flag still set (the copy runs again at the next
  * boot) or the new app: never a half-written app area. A bad package clears the flag
@@ -648,21 +742,38 @@ static void boot_loader(void)
     if (access(flag, F_OK) != 0)
         return;
     module_debug("BOOT: update flagged, verifying the FOTA area");
-    fb_package_info info;
-    fb_error err;
-    memset(&info, 0, sizeof(info));
-    fb_status st = fb_package_check_file(spare, fb_model_find(SIM_MODEL), &info, NULL, &err);
-    if (st != FB_OK || !info.app_valid) {
-        module_debug("BOOT: FOTA package refused (%s), keeping the old app",
-                     st != FB_OK ? err.message : "no app image");
+    size_t plen = 0;
+    unsigned char *pkg = read_file(spare, &plen);
+    char why[200] = "cannot read the FOTA area";
+    uint64_t len = 0;
+    int good = pkg && sim_package_check(pkg, plen, g_cfg.model, g_cfg.package_check, why,
+                                        sizeof(why)) == 0;
+    if (good) {
+        /* the app's own length, from its GFH (§6) */
+        const unsigned char *gfh = pkg + PKG_HEADER_SIZE;
+        if (plen < PKG_HEADER_SIZE + GFH_SIZE + 16 || memcmp(gfh, "MMM", 3) != 0) {
+            snprintf(why, sizeof(why), "no app image (GFH) after the header");
+            good = 0;
+        } else {
+            len = (uint64_t)gfh[0x20] | (uint64_t)gfh[0x21] << 8 | (uint64_t)gfh[0x22] << 16 |
+                  (uint64_t)gfh[0x23] << 24;
+            if (len < GFH_SIZE || len > plen - PKG_HEADER_SIZE - 16) {
+                snprintf(why, sizeof(why), "app length %llu does not fit the package",
+                         (unsigned long long)len);
+                good = 0;
+            }
+        }
+    }
+    free(pkg);
+    if (!good) {
+        module_debug("BOOT: FOTA package refused (%s), keeping the old app", why);
         unlink(flag);
         fsync_dir();
         return;
     }
-    uint64_t len = info.app.file_length;
     FILE *in = fopen(spare, "rb");
     FILE *out = fopen(tmp, "wb");
-    int ok = in && out && fseek(in, (long)FB_PKG_HEADER_SIZE, SEEK_SET) == 0;
+    int ok = in && out && fseek(in, (long)PKG_HEADER_SIZE, SEEK_SET) == 0;
     module_debug("BOOT: copying %llu bytes to the app area", (unsigned long long)len);
     uint64_t done = 0;
     int64_t t0 = sim_now_ns();
@@ -707,8 +818,9 @@ static void boot_loader(void)
 
 typedef void (*main_task_fn)(s32);
 
-/* Load the app area: check its GFH header, write the payload (a host shared object) to
- * a private file and dlopen it. */
+/* Load the app area: check its GFH header against this model (load address, region),
+ * write the payload (a host shared object) to a private file and dlopen it. An app that
+ * fails is not started: the module runs its core only (RDY, URCs, no app). */
 static main_task_fn load_app(void)
 {
     char app[PATH_MAX + 16], so[PATH_MAX + 32];
@@ -729,18 +841,16 @@ static main_task_fn load_app(void)
         return NULL;
     }
     fclose(f);
-    fb_app_info info;
-    fb_error err;
-    if (fb_app_image_check(img, (size_t)size, (uint64_t)size, fb_model_find(SIM_MODEL), &info,
-                           NULL, &err) != FB_OK) {
+    char why[200];
+    if (sim_gfh_check(img, (size_t)size, g_cfg.model, why, sizeof(why)) != 0) {
         free(img);
-        module_debug("BOOT: app image refused: %s", err.message);
+        module_debug("BOOT: app image refused: %s", why);
         return NULL;
     }
     snprintf(so, sizeof(so), "%s/.app-%d.so", g_cfg.state, (int)getpid());
     int fd = open(so, O_WRONLY | O_CREAT | O_TRUNC, 0700);
-    size_t plen = (size_t)size - FB_GFH_SIZE;
-    int ok = fd >= 0 && write(fd, img + FB_GFH_SIZE, plen) == (ssize_t)plen;
+    size_t plen = (size_t)size - GFH_SIZE;
+    int ok = fd >= 0 && write(fd, img + GFH_SIZE, plen) == (ssize_t)plen;
     if (fd >= 0)
         close(fd);
     free(img);
@@ -785,6 +895,7 @@ void module_main(int uart1_fd, int uart2_fd, int ev_fd)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s_qcv, &ca);
+    pthread_cond_init(&s_gptcv, &ca);
     signal(SIGTERM, on_sigterm);
     signal(SIGPIPE, SIG_IGN);
 
@@ -795,7 +906,9 @@ void module_main(int uart1_fd, int uart2_fd, int ev_fd)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 256 * 1024);
     pthread_create(&th, &attr, wdi_thread, NULL);
-    module_debug("CORE: power on (fotabench virtual %s)", SIM_MODEL);
+    pthread_create(&th, &attr, gpt_thread, NULL);
+    module_debug("CORE: power on (fotabench virtual %s, %s)", g_cfg.model->name,
+                 g_cfg.model->chip);
 
     sim_sleep_ms(sim_core_ms(1000)); /* core start-up until RDY: not published, guessed */
     boot_loader();

@@ -286,6 +286,26 @@ void ftp_close(void)
 /* ---- AT commands ----------------------------------------------------------------- */
 
 static char s_ftp_user[32] = "anonymous", s_ftp_pass[32] = "";
+static int s_cmee, s_echo = 1;
+
+/* ICCID: "89860" + 14 digits of the IMEI + a Luhn check digit (20 digits, like a SIM's). */
+static void iccid(char out[21])
+{
+    memcpy(out, "89860", 5);
+    memcpy(out + 5, g_cfg.imei + 1, 14);
+    int sum = 0;
+    for (int i = 0; i < 19; i++) {
+        int v = out[18 - i] - '0';
+        if (i % 2 == 0) {
+            v *= 2;
+            if (v > 9)
+                v -= 9;
+        }
+        sum += v;
+    }
+    out[19] = (char)('0' + (10 - sum % 10) % 10);
+    out[20] = '\0';
+}
 
 /* One quoted argument; returns a pointer past it or NULL. */
 static const char *quoted(const char *p, char *out, size_t max)
@@ -330,13 +350,37 @@ int ril_exec(const char *line, ril_emit_fn emit, void *ud)
     const char *rest = line + i;
     int ok = 1;
 
+    const struct sim_model *m = g_cfg.model;
     if (!strcmp(name, "AT") && !*rest) {
+    } else if ((!strcmp(name, "ATE0") || !strcmp(name, "ATE1") || !strcmp(name, "ATE")) &&
+               !*rest) {
+        s_echo = name[3] == '1'; /* the core's echo; the agent's UART1 never echoes */
     } else if (!strcmp(name, "ATI") && !*rest) {
         emit("Quectel_Ltd", ud);
-        emit("Quectel_M66", ud);
-        emit("Revision: M66FAR01A00_FOTABENCH_SIM", ud);
+        emit(m->ati_model, ud);
+        emitf(emit, ud, "Revision: %s", m->revision);
+    } else if (!strcmp(name, "AT+CGMI") && !*rest) {
+        emit("Quectel_Ltd", ud);
+    } else if (!strcmp(name, "AT+CGMM") && !*rest) {
+        emit(m->ati_model, ud);
     } else if (!strcmp(name, "AT+CGMR") && !*rest) {
-        emit("Revision: M66FAR01A00_FOTABENCH_SIM", ud);
+        emitf(emit, ud, "Revision: %s", m->revision);
+    } else if ((!strcmp(name, "AT+GSN") || !strcmp(name, "AT+CGSN")) && !*rest) {
+        emit(g_cfg.imei, ud);
+    } else if (!strcmp(name, "AT+QCCID") && !*rest) {
+        char id[21];
+        iccid(id);
+        emit(id, ud);
+    } else if (!strcmp(name, "AT+CMEE") && rest[0] == '=' && rest[1] >= '0' && rest[1] <= '2' &&
+               !rest[2]) {
+        s_cmee = rest[1] - '0';
+    } else if (!strcmp(name, "AT+CMEE") && !strcmp(rest, "?")) {
+        emitf(emit, ud, "+CMEE: %d", s_cmee);
+    } else if (!strcmp(name, "AT+COPS") && !strcmp(rest, "?")) {
+        if (net_get(&cgatt) == 1)
+            emit("+COPS: 0,0,\"CHINA MOBILE\"", ud);
+        else
+            emit("+COPS: 0", ud);
     } else if (!strcmp(name, "AT+CSQ") && !*rest) {
         emit("+CSQ: 24,0", ud);
     } else if (!strcmp(name, "AT+CREG") && !strcmp(rest, "?")) {

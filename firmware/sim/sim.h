@@ -7,7 +7,46 @@
 #include <stddef.h>
 #include <limits.h>
 
-#define SIM_MODEL "M66"
+/* ---- the module's own rules (modside.c): no code shared with the bench's core ---- */
+
+#define GFH_SIZE 64
+#define PKG_HEADER_SIZE 80
+
+struct sim_model {
+    const char *name;      /* "M66", "MC60", "MC60E", "M26", "MC20" */
+    const char *chip;      /* MT6261 (M66, M26) or MT2503 (MC60, MC60E, MC20) */
+    uint32_t load_address; /* GFH load address of the app region (opencpu-fota.md §6) */
+    uint32_t region_size;  /* bytes of the app region, header included */
+    const char *ati_model; /* ATI / AT+CGMM */
+    const char *revision;  /* AT+CGMR */
+};
+size_t sim_model_count(void);
+const struct sim_model *sim_model_at(size_t i);
+const struct sim_model *sim_model_find(const char *name);
+long long sim_fota_area_size(const struct sim_model *m);
+
+void sim_gfh_write(unsigned char hdr[GFH_SIZE], uint32_t load_address, uint32_t file_length);
+int sim_gfh_check(const unsigned char *img, size_t len, const struct sim_model *m, char *why,
+                  size_t why_size);
+
+enum { PKG_CHECK_MD5 = 0, PKG_CHECK_FULL = 1 };
+int sim_package_check(const unsigned char *pkg, size_t len, const struct sim_model *m, int mode,
+                      char *why, size_t why_size);
+
+enum { MURL_HTTP = 1, MURL_FTP = 2 };
+enum { FTP_SHORT_REFUSE = 0, FTP_SHORT_ACCEPT = 1 };
+struct mod_url {
+    int scheme;
+    char host[160];
+    int port;
+    int host_is_ip;
+    char path[256]; /* HTTP: the request target as sent; FTP: the directory ("/" or "/dir") */
+    char file[32];  /* FTP */
+    char user[24], pass[24];
+};
+/* 0 = decoded; -1 = the module's decode failure (why says what). */
+int sim_url_decode(const char *url, int scheme, int ftp_short, struct mod_url *out, char *why,
+                   size_t why_size);
 
 struct sim_cfg {
     char state[PATH_MAX];   /* absolute path of the state directory (flash) */
@@ -23,6 +62,10 @@ struct sim_cfg {
     double flash_rate;      /* boot loader copy speed, bytes/s; 0 = instant */
     int power_on;           /* power the module on at start */
     int reflash;            /* write --app into the app area even if one is there */
+    const struct sim_model *model; /* --model (default M66) */
+    int package_check;      /* --package-check: PKG_CHECK_MD5 (default) or PKG_CHECK_FULL */
+    int ftp_short_url;      /* --ftp-short-url: FTP_SHORT_REFUSE (default) or _ACCEPT */
+    char imei[16];          /* --imei, else kept in the state directory's "imei" */
 };
 extern struct sim_cfg g_cfg;
 

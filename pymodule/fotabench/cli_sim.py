@@ -18,7 +18,9 @@ def cmd_sim(args) -> None:
         latency_ms=args.latency_ms, attach_fail=args.attach_fail, pdp_fail=args.pdp_fail,
         wdt_timeout=args.wdt_timeout, http_timeout=args.http_timeout,
         ftp_retry_ms=args.ftp_retry_ms, flash_rate=args.flash_rate,
-        power=None if args.power is None else args.power == "on", reflash=args.reflash)
+        power=None if args.power is None else args.power == "on", reflash=args.reflash,
+        model=args.model, package_check=args.package_check, ftp_short_url=args.ftp_short_url,
+        imei=args.imei)
     sys.stdout.flush()
     # The board prints the JSON line and runs until SIGTERM/SIGINT: become it.
     os.execve(argv[0], argv, _child_env())
@@ -27,8 +29,9 @@ def cmd_sim(args) -> None:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "sim", help="run a virtual module (prints one JSON line, runs until SIGTERM)",
-        description="Power on a virtual M66 module running the bench agent. Prints one JSON "
-                    "line (uart1, uart2, gpio, pid, state), then runs until SIGTERM or SIGINT. "
+        description="Power on a virtual module (M66, MC60, MC60E, M26 or MC20) running the "
+                    "bench agent. Prints one JSON line (uart1, uart2, gpio, pid, state, model, "
+                    "chip, imei), then runs until SIGTERM or SIGINT. "
                     "The state directory keeps the module's flash between runs.")
     p.add_argument("--app", help="app image (flashed when the state's app area is empty)")
     p.add_argument("--state", required=True, help="state directory (the module's flash)")
@@ -37,7 +40,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--link-rate", default=None,
                    help="downlink bits/s or 'unlimited' (default 50000)")
     p.add_argument("--latency-ms", type=int, default=None,
-                   help="added before each connection set-up (default 300)")
+                   help="added before each connection set-up (default 420)")
     p.add_argument("--attach-fail", action="store_true", help="GPRS never attaches")
     p.add_argument("--pdp-fail", action="store_true", help="PDP activation fails")
     p.add_argument("--wdt-timeout", type=float, default=None,
@@ -52,4 +55,16 @@ def add_parser(subparsers) -> None:
                    help="power the module on at start (default on)")
     p.add_argument("--reflash", action="store_true",
                    help="write --app into the app area even if one is there")
+    p.add_argument("--model", type=str.upper, default=None,
+                   choices=["M66", "MC60", "MC60E", "M26", "MC20"],
+                   help="module model: app region and chip (default M66)")
+    p.add_argument("--package-check", choices=["md5", "full"], default=None,
+                   help="what Ql_FOTA_Finish checks: the MD5 trailer (default), or also the "
+                        "header and the app against the model")
+    p.add_argument("--ftp-short-url", choices=["refuse", "accept"], default=None,
+                   help="FTP URL without :port or @user:password: a decode failure "
+                        "(default) or the note's defaults")
+    p.add_argument("--imei", default=None,
+                   help="the module's IMEI for AT+GSN (15 digits, Luhn; default: kept in "
+                        "the state directory)")
     p.set_defaults(func=cmd_sim)

@@ -56,7 +56,9 @@ def board_args(app: Optional[PathLike], state: PathLike, *, boot_timing: Optiona
                attach_fail: bool = False, pdp_fail: bool = False,
                wdt_timeout: Optional[float] = None, http_timeout: Optional[int] = None,
                ftp_retry_ms: Optional[int] = None, flash_rate: Optional[float] = None,
-               power: Optional[bool] = None, reflash: bool = False) -> list:
+               power: Optional[bool] = None, reflash: bool = False,
+               model: Optional[str] = None, package_check: Optional[str] = None,
+               ftp_short_url: Optional[str] = None, imei: Optional[str] = None) -> list:
     """Command-line options of the board program (None = its default)."""
     args = ["--state", os.fspath(state)]
     if app is not None:
@@ -83,12 +85,21 @@ def board_args(app: Optional[PathLike], state: PathLike, *, boot_timing: Optiona
         args += ["--power", "on" if power else "off"]
     if reflash:
         args.append("--reflash")
+    if model is not None:
+        args += ["--model", model]
+    if package_check is not None:
+        args += ["--package-check", package_check]
+    if ftp_short_url is not None:
+        args += ["--ftp-short-url", ftp_short_url]
+    if imei is not None:
+        args += ["--imei", imei]
     return args
 
 
 class VirtualModule:
-    """One virtual M66 module running the bench agent. Keyword options are the board
-    program's (``fotabench sim --help``); ``extra_args`` are passed as they are."""
+    """One virtual module (``model``: M66 by default, MC60, MC60E, M26, MC20) running the
+    bench agent. Keyword options are the board program's (``fotabench sim --help``);
+    ``extra_args`` are passed as they are."""
 
     def __init__(self, app: Optional[PathLike], state: PathLike, *,
                  binary: Optional[PathLike] = None, start_timeout: float = 10.0,
@@ -179,6 +190,14 @@ class VirtualModule:
     @property
     def pid(self) -> int:
         return self.info["pid"]
+
+    @property
+    def model(self) -> str:
+        return self.info["model"]
+
+    @property
+    def imei(self) -> str:
+        return self.info["imei"]
 
     @property
     def running(self) -> bool:
