@@ -21,7 +21,8 @@ void fb_package_header_encode(uint8_t out[FB_PKG_HEADER_SIZE], fb_image_type typ
 {
     memcpy(out, FB_PKG_MAGIC, FB_PKG_MAGIC_LEN);
     put_le16(out + 20, (uint16_t)type);
-    put_le16(out + 22, 0); /* MD5 */
+    /* What Quectel's GS3 tool writes (every real package seen, opencpu-fota.md §5). */
+    put_le16(out + 22, FB_CHECKSUM_MD5);
     put_le32(out + 24, special);
     put_le32(out + 28, payload_length);
     put_le32(out + 32, FB_MD5_LEN);
@@ -95,9 +96,16 @@ static fb_status check_header(const fb_package_header *hd, uint64_t file_size, f
                       : hd->image_type == FB_IMAGE_CORE_DELTA ? "Core delta"
                                                               : "unknown",
                       core_refusal);
-    fb_report_add(r, "checksum_type", hd->checksum_type == 0, FB_ERR_PACKAGE, "%u%s",
-                  hd->checksum_type,
-                  hd->checksum_type == 0 ? " (MD5)" : ": only 0 (MD5) is defined");
+    if (hd->checksum_type == FB_CHECKSUM_MD5)
+        fb_report_add(r, "checksum_type", 1, FB_OK, "1 (MD5)");
+    else if (hd->checksum_type == FB_CHECKSUM_MD5_GS2)
+        fb_report_warn(r, "checksum_type",
+                       "0: not what Quectel's GS3 tool writes (1); the GS2 tool's reading, "
+                       "the trailer is checked as MD5");
+    else
+        fb_report_add(r, "checksum_type", 0, FB_ERR_PACKAGE,
+                      "%u: unknown; Quectel's GS3 tool writes 1 (MD5 trailer)",
+                      hd->checksum_type);
     int special_ok = (hd->special & ~FB_SPECIAL_KNOWN_BITS) == 0;
     fb_report_add(r, "special", special_ok, FB_ERR_PACKAGE, "0x%X (%s)%s", hd->special,
                   hd->special == 0                        ? "none"

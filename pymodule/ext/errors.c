@@ -195,7 +195,7 @@ int core_model_arg(PyObject *module, PyObject *arg, const fb_model **out)
     if (arg == NULL || arg == Py_None)
         return 0;
     if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "model must be a str (M66, MC60, MC60E, M26 or auto)");
+        PyErr_SetString(PyExc_TypeError, "model must be a str (a name from models(), or auto)");
         return -1;
     }
     const char *name = PyUnicode_AsUTF8(arg);
@@ -207,7 +207,8 @@ int core_model_arg(PyObject *module, PyObject *arg, const fb_model **out)
     if (!*out) {
         fb_error err;
         fb_error_set(&err, FB_ERR_ARG,
-                     "unknown module model '%.40s': use M66, MC60, MC60E, M26 or auto", name);
+                     "unknown module model '%.40s': use one of `fotabench models`, or auto",
+                     name);
         core_raise(module, &err);
         return -1;
     }
@@ -223,8 +224,9 @@ PyObject *core_report_to_tuple(const fb_report *report)
         const fb_check *c = &report->checks[i];
         PyObject *detail = PyUnicode_DecodeUTF8(c->detail, (Py_ssize_t)strlen(c->detail),
                                                 "backslashreplace");
-        PyObject *item = detail ? Py_BuildValue("(sOsN)", c->name, c->ok ? Py_True : Py_False,
-                                                fb_status_name(c->code), detail)
+        const char *level = !c->ok ? "failed" : c->warning ? "warning" : "ok";
+        PyObject *item = detail ? Py_BuildValue("(sOsNs)", c->name, c->ok ? Py_True : Py_False,
+                                                fb_status_name(c->code), detail, level)
                                 : NULL;
         if (!item) {
             Py_DECREF(t);

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 # The Python layer is imported inside each command, so a command such as `md5` starts
 # without it (start-up counts against `openssl dgst` in bench/perf/md5_throughput.py).
-MODEL_NAMES = [name for name, _, _ in _core.models()]
+MODEL_NAMES = list(dict.fromkeys(m[0] for m in _core.models() if m[0]))
 MODEL_CHOICES = MODEL_NAMES + ["auto"]
 
 
@@ -34,6 +34,16 @@ def _model_type(value: str) -> str:
             return name
     raise argparse.ArgumentTypeError(
         f"unknown model {value!r} (choose from {', '.join(MODEL_CHOICES)})")
+
+
+def _address(value: str) -> int:
+    try:
+        n = int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an address: {value!r} (e.g. 0x10270000)") from None
+    if not 0 <= n <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"{value}: a load address is 32 bits")
+    return n
 
 
 def _print_json(obj) -> None:
@@ -51,6 +61,8 @@ def _hexify(fields: dict) -> dict:
             shown[key] = f"0x{value:X}"
         elif isinstance(value, bytes):
             shown[key] = value.decode("ascii", "backslashreplace")
+        elif isinstance(value, tuple):
+            shown[key] = ", ".join(map(str, value)) or "none"
         else:
             shown[key] = value
     return shown
@@ -68,10 +80,24 @@ def _print_report(title: str, fields: dict, checks: Sequence[Check]) -> None:
             print(f"    {k:<18} {v}")
     print("checks")
     for c in checks:
-        print(f"  {'ok' if c.ok else 'FAILED':<7} {c.name:<18} {c.detail}")
+        shown = {"ok": "ok", "warning": "warning"}.get(c.level, "FAILED")
+        print(f"  {shown:<7} {c.name:<18} {c.detail}")
     failed = [c for c in checks if not c.ok]
-    print(f"{len(checks) - len(failed)} checks ok, {len(failed)} FAILED" if failed
-          else f"all {len(checks)} checks ok")
+    warned = [c for c in checks if c.level == "warning"]
+    summary = (f"{len(checks) - len(failed)} checks ok, {len(failed)} FAILED" if failed
+               else f"all {len(checks)} checks ok")
+    if warned:
+        summary += f", {len(warned)} warning{'s' if len(warned) > 1 else ''}"
+    print(summary)
+
+
+def _model_shown(model: str | None, candidates: Sequence[str]) -> str:
+    """The model, or every candidate when the load address names several."""
+    if model:
+        return model
+    if candidates:
+        return " or ".join(candidates) + " (name one with --model)"
+    return "unknown model"
 
 
 def _jsonable(obj):
@@ -85,8 +111,9 @@ def _jsonable(obj):
 def cmd_app_wrap(args) -> None:
     from .image import AppImage
     if args.model == "auto":
-        raise _core.ArgumentError("app wrap needs --model M66, MC60, MC60E or M26")
-    img = AppImage.wrap(args.raw, args.output, model=args.model)
+        raise _core.ArgumentError("app wrap needs --model " + ", ".join(MODEL_NAMES))
+    img = AppImage.wrap(args.raw, args.output, model=args.model,
+                        load_address=args.load_address)
     print(f"{img.path}: {img.size} bytes, {img.model} app at 0x{img.load_address:08X}")
 
 
@@ -114,8 +141,10 @@ def cmd_package(args) -> None:
     pkg = Package.build(args.app, out, model=args.model, special=args.special,
                         image_type=args.type)
     app_len = pkg.app["file_length"] if pkg.app else "?"
-    print(f"{pkg.path}: {pkg.size} bytes, {pkg.model} app of {app_len} bytes, "
-          f"special {args.special}, md5 {pkg.md5}")
+    print(f"{pkg.path}: {pkg.size} bytes, {_model_shown(pkg.model, pkg.candidates)} app of "
+          f"{app_len} bytes, special {args.special}, md5 {pkg.md5}")
+    for c in pkg.warnings:
+        print(f"fotabench: warning: {c.name}: {c.detail}", file=sys.stderr)
 
 
 def cmd_inspect(args) -> None:
@@ -194,13 +223,22 @@ def cmd_url_check(args) -> None:
 
 def cmd_models(args) -> None:
     from .image import models
-    rows = [m._asdict() for m in models()]
+    rows = models()
     if args.json:
-        _print_json(rows)
+        _print_json([m._asdict() for m in rows])
         return
-    for m in models():
-        print(f"{m.name:<6} load 0x{m.load_address:08X}  region {m.region_size} bytes "
-              f"({m.region_size // 1024} KiB)")
+    print("model  load address  app region              evidence")
+    for m in rows:
+        region = (f"0x{m.region_size:05X} ({m.region_size // 1024} KiB)" if m.region_size
+                  else "unknown")
+        print(f"{m.name or '?':<6} 0x{m.load_address:08X}    {region:<23} {m.evidence}: "
+              f"{m.source}")
+    print("An address may name several models and a model may have several addresses; "
+          "name the model with --model where it matters.")
+
+
+_MODEL_HELP = (f"{', '.join(MODEL_NAMES)} or auto (default: every model the load address "
+               "names; an address may name several)")
 
 
 def _add_app(sub: argparse._SubParsersAction) -> None:
@@ -208,12 +246,15 @@ def _add_app(sub: argparse._SubParsersAction) -> None:
     app_sub = app.add_subparsers(dest="app_command", required=True, metavar="ACTION")
     w = app_sub.add_parser("wrap", help="prepend a GFH header to a raw binary")
     w.add_argument("raw", help="raw application binary")
-    w.add_argument("--model", type=_model_type, required=True, help="M66, MC60, MC60E, M26")
+    w.add_argument("--model", type=_model_type, required=True, help=", ".join(MODEL_NAMES))
+    w.add_argument("--load-address", type=_address, default=None,
+                   help="another app address of the model (e.g. 0x10270000 for an M26 "
+                        "variant); default: its usual one (see `fotabench models`)")
     w.add_argument("-o", "--output", required=True, help="app image to write")
     w.set_defaults(func=cmd_app_wrap)
     i = app_sub.add_parser("inspect", help="decode and check an app image")
     i.add_argument("image")
-    i.add_argument("--model", type=_model_type, default="auto")
+    i.add_argument("--model", type=_model_type, default="auto", help=_MODEL_HELP)
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_app_inspect)
 
@@ -223,7 +264,7 @@ def _add_package(sub: argparse._SubParsersAction) -> None:
     pk.add_argument("app", help="app image (with its GFH header)")
     pk.add_argument("-o", "--output", help="package to write (default: "
                     "<app>_Upgrade_Package.bin beside the app)")
-    pk.add_argument("--model", type=_model_type, default="auto")
+    pk.add_argument("--model", type=_model_type, default="auto", help=_MODEL_HELP)
     pk.add_argument("--special", choices=["none", "clear-nvram", "format-fs"], default="none")
     pk.add_argument("--type", choices=["app", "core"], default="app",
                     help="image type; only app is accepted by OpenCPU FOTA")
@@ -233,7 +274,7 @@ def _add_package(sub: argparse._SubParsersAction) -> None:
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
     ins = sub.add_parser("inspect", help="decode and verify a FOTA package")
     ins.add_argument("package")
-    ins.add_argument("--model", type=_model_type, default="auto")
+    ins.add_argument("--model", type=_model_type, default="auto", help=_MODEL_HELP)
     ins.add_argument("--json", action="store_true", help="machine-readable output")
     ins.set_defaults(func=cmd_inspect)
 

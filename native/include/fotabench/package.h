@@ -31,6 +31,11 @@ typedef enum fb_image_type {
     FB_IMAGE_CORE_DELTA = 2 /* not supported by OpenCPU FOTA */
 } fb_image_type;
 
+/* The u16 at offset 22. Every package made by Quectel's GS3 tool has 1; the GS2 tool's
+ * reading said 0. Both mean an MD5 trailer; fotabench writes 1, accepts 0 with a warning. */
+#define FB_CHECKSUM_MD5 1u
+#define FB_CHECKSUM_MD5_GS2 0u
+
 typedef enum fb_special {
     FB_SPECIAL_NONE = 0,
     FB_SPECIAL_CLEAR_NVRAM = 1u << 0,
@@ -41,7 +46,7 @@ typedef enum fb_special {
 typedef struct fb_package_header {
     uint8_t magic[FB_PKG_MAGIC_LEN];
     uint16_t image_type;
-    uint16_t checksum_type;  /* 0 = MD5 */
+    uint16_t checksum_type;  /* FB_CHECKSUM_MD5 (GS3 tool) or FB_CHECKSUM_MD5_GS2 */
     uint32_t special;
     uint32_t payload_length; /* app image + padding */
     uint32_t digest_length;
@@ -68,7 +73,8 @@ typedef struct fb_source {
     uint64_t size;
 } fb_source;
 
-/* Encode a header for an App payload of payload_length bytes (already a multiple of 4). */
+/* Encode a header for an App payload of payload_length bytes (already a multiple of 4),
+ * as Quectel's GS3 tool does (checksum type 1). */
 void fb_package_header_encode(uint8_t out[FB_PKG_HEADER_SIZE], fb_image_type type,
                               uint32_t special, uint32_t payload_length);
 
