@@ -118,5 +118,5 @@ def test_wrap_at_a_models_other_address(tmp_path, cli):
     assert (tmp_path / "c.bin").read_bytes() == (tmp_path / "b.bin").read_bytes()
     proc = cli("app", "wrap", raw, "--model", "M66", "--load-address", "0x10270000",
                "-o", tmp_path / "d.bin")
-    assert proc.returncode == 1 and not (tmp_path / "d.bin").exists()
+    assert proc.returncode == 2 and not (tmp_path / "d.bin").exists()  # usage error
     assert proc.stderr.startswith("fotabench: error:") and "0x102C7000" in proc.stderr

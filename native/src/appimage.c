@@ -286,7 +286,8 @@ fb_status fb_app_image_inspect(const char *path, const fb_model *model, fb_app_i
 }
 
 fb_status fb_app_image_wrap(const char *raw_path, const fb_model *model, const char *out_path,
-                            fb_app_info *info, fb_error *err)
+                            const fb_cancel *cancel, fb_app_info *info, fb_report *report,
+                            fb_error *err)
 {
     if (!model)
         return fb_error_set(err, FB_ERR_ARG,
@@ -301,6 +302,8 @@ fb_status fb_app_image_wrap(const char *raw_path, const fb_model *model, const c
     uint8_t buf[64 * 1024];
     fb_atomic_file out = {.fd = -1};
 
+    if ((st = fb_refuse_same_file(fd, raw_path, out_path, err)) != FB_OK)
+        goto fail;
     if (raw_size == 0) {
         st = fb_error_set(err, FB_ERR_IMAGE, "%s is empty: nothing to wrap", raw_path);
         goto fail;
@@ -325,7 +328,7 @@ fb_status fb_app_image_wrap(const char *raw_path, const fb_model *model, const c
     }
     uint32_t total = (uint32_t)(raw_size + FB_GFH_SIZE);
     fb_app_image_header(head, model->load_address, total);
-    if ((st = fb_atomic_open(&out, out_path, err)) != FB_OK)
+    if ((st = fb_atomic_open(&out, out_path, cancel, err)) != FB_OK)
         goto fail;
     if ((st = fb_atomic_write(&out, head, FB_GFH_SIZE, err)) != FB_OK)
         goto fail;
@@ -340,7 +343,7 @@ fb_status fb_app_image_wrap(const char *raw_path, const fb_model *model, const c
     if ((st = fb_atomic_commit(&out, err)) != FB_OK)
         goto fail;
     close(fd);
-    return fb_app_image_check(head, FB_GFH_SIZE, total, model, info, NULL, err);
+    return fb_app_image_check(head, FB_GFH_SIZE, total, model, info, report, err);
 fail:
     fb_atomic_abort(&out);
     close(fd);

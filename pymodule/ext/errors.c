@@ -154,10 +154,33 @@ int core_traverse_state(core_state *st, visitproc visit, void *arg)
     return 0;
 }
 
+static int stop_on_signal(void *ctx)
+{
+    core_unlocked *u = ctx;
+    PyEval_RestoreThread(u->save);
+    int stop = PyErr_CheckSignals() < 0;
+    u->save = PyEval_SaveThread();
+    return stop;
+}
+
+void core_unlock(core_unlocked *u)
+{
+    u->cancel.stop = stop_on_signal;
+    u->cancel.ctx = u;
+    u->save = PyEval_SaveThread();
+}
+
+void core_relock(core_unlocked *u)
+{
+    PyEval_RestoreThread(u->save);
+}
+
 PyObject *core_raise(PyObject *module, const fb_error *err)
 {
     if (err->code == FB_ERR_NOMEM)
         return PyErr_NoMemory();
+    if (err->code == FB_ERR_CANCELLED && PyErr_Occurred())
+        return NULL;
     core_state *st = core_get_state(module);
     PyObject *cls = st->error;
     for (size_t i = 0; i < N_EXC; i++)

@@ -118,13 +118,25 @@ static PyObject *app_wrap(PyObject *module, PyObject *args, PyObject *kwargs)
     if (core_model_arg(module, model_arg, &model) == 0 &&
         model_row(module, &model, load_arg) == 0) {
         fb_app_info info;
+        fb_report report;
         fb_error err;
         fb_status st;
-        Py_BEGIN_ALLOW_THREADS
-        st = fb_app_image_wrap(PyBytes_AS_STRING(raw), model, PyBytes_AS_STRING(out), &info,
-                               &err);
-        Py_END_ALLOW_THREADS
-        result = st == FB_OK ? core_app_fields(&info) : core_raise(module, &err);
+        core_unlocked u;
+        fb_report_init(&report);
+        core_unlock(&u);
+        st = fb_app_image_wrap(PyBytes_AS_STRING(raw), model, PyBytes_AS_STRING(out),
+                               &u.cancel, &info, &report, &err);
+        core_relock(&u);
+        if (st != FB_OK)
+            result = core_raise(module, &err);
+        else {
+            /* The check of the header this call wrote: never re-read from out. */
+            PyObject *fields = core_app_fields(&info);
+            PyObject *checks = fields ? core_report_to_tuple(&report) : NULL;
+            result = checks ? Py_BuildValue("(NN)", fields, checks) : NULL;
+            if (!checks)
+                Py_XDECREF(fields);
+        }
     }
     Py_DECREF(raw);
     Py_DECREF(out);
@@ -171,7 +183,7 @@ PyMethodDef core_image_methods[] = {
      "app image. model None/'auto' detects it from the load address. strict raises the "
      "first failed check; otherwise only unreadable files raise."},
     {"app_wrap", (PyCFunction)(void (*)(void))app_wrap, METH_VARARGS | METH_KEYWORDS,
-     "app_wrap(raw, out, model, load_address=None) -> fields\n\nPrepend a GFH header for "
+     "app_wrap(raw, out, model, load_address=None) -> (fields, checks)\n\nPrepend a GFH header for "
      "model (at load_address, one of the model's; its usual one when None) to a raw binary; "
      "out appears only when complete."},
     {"app_header", app_header, METH_VARARGS,

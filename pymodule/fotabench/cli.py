@@ -1,6 +1,8 @@
 """The `fotabench` command line.
 
-Exit codes: 0 ok, 1 a check failed (or the operation did), 2 usage error.
+Exit codes: 0 ok, 1 a check failed (or the operation did), 2 usage or input error
+(a bad argument, an unusable input such as a closed standard input), 130 interrupted
+(Ctrl-C), 128+N ended by signal N (SIGTERM 143, SIGHUP 129) after cleaning up.
 Errors go to stderr as one line: ``fotabench: error: <what and what to do>``.
 """
 from __future__ import annotations
@@ -26,6 +28,27 @@ MODEL_CHOICES = MODEL_NAMES + ["auto"]
 
 class CheckFailed(Exception):
     """Raised by a command whose checks failed after it printed its report."""
+
+
+class InputError(Exception):
+    """A usage or input problem found by a command (exit 2), with its one-line reason."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP while a file command runs: unwinds like Ctrl-C, so a build in
+    progress removes its temporary file, then exits 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated(signum)
+
+
+# Commands that write files: a signal must not leave a temporary file behind.
+FILE_COMMANDS = ("app", "package", "inspect", "md5")
 
 
 def _model_type(value: str) -> str:
@@ -165,12 +188,19 @@ def _md5sum_name(name: str) -> tuple[str, str]:
     return "", name
 
 
+def _stdin_fd() -> int:
+    # `fotabench md5 - <&-`: Python then has no sys.stdin at all.
+    if sys.stdin is None:
+        raise InputError("standard input is closed: nothing to read for '-'")
+    return sys.stdin.fileno()
+
+
 def cmd_md5(args) -> None:
     failed = False
     for name in args.files:
         try:
             if name == "-":
-                digest = _core.md5_fd(sys.stdin.buffer.fileno()).hex()
+                digest = _core.md5_fd(_stdin_fd()).hex()
             else:
                 digest = _core.md5_file(name).hex()
         except _core.FotabenchError as e:
@@ -202,9 +232,24 @@ def cmd_url_ftp(args) -> None:
                              password=args.password), args.json)
 
 
+def _undecodable(text: str) -> str | None:
+    """Why a command-line string holds bytes that are not UTF-8 (Python keeps them as
+    surrogates), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raw = text[e.start:e.end].encode("utf-8", "surrogateescape")
+        return f"byte 0x{raw[0]:02x} at position {e.start} is not valid UTF-8"
+    return None
+
+
 def cmd_url_check(args) -> None:
     from .url import ModuleUrl
+    bad = _undecodable(args.url)
     try:
+        if bad:
+            # Before the parser: it takes text. The module's URL is ASCII anyway.
+            raise _core.UrlError(f"{bad}: a module URL is ASCII")
         u = ModuleUrl.parse(args.url)
     except _core.UrlError as e:
         if args.json:
@@ -354,19 +399,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(words[0] if words and words[0] in COMMANDS else None)
     args = parser.parse_args(words)
+    if args.command in FILE_COMMANDS and argv is None:
+        import signal
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _raise_terminated)
     try:
         rc = args.func(args)   # a command may return its own exit code (station check: 2)
+        sys.stdout.flush()  # a full disk or closed pipe shows here, not at exit
     except CheckFailed:
         return 1
+    except InputError as e:
+        print(f"fotabench: error: {e}", file=sys.stderr)
+        return 2
+    except _core.ArgumentError as e:
+        print(f"fotabench: error: {e.message}", file=sys.stderr)
+        return 2
     except _core.FotabenchError as e:
         print(f"fotabench: error: {e.message}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # `fotabench md5 ... | head`: not an error of ours.
+        _stdout_to_devnull()
+        return 1
+    except OSError as e:
+        if e.filename is not None:
+            print(f"fotabench: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+            return 1
+        # Writing the output failed (`> /dev/full`): say so in one line.
+        _stdout_to_devnull()
+        print(f"fotabench: error: writing the output failed: {e.strerror or e}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fotabench: interrupted", file=sys.stderr)
+        return 130
+    except Terminated as t:
+        print(f"fotabench: stopped by signal {t.signum}", file=sys.stderr)
+        return 128 + t.signum
+    return rc if isinstance(rc, int) else 0
+
+
+def _stdout_to_devnull() -> None:
+    """So that the interpreter's own flush at exit does not fail (and print) again."""
+    try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
-    return rc if isinstance(rc, int) else 0
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

@@ -118,8 +118,10 @@ class AppImage(Checked):
                 "wrapping needs an explicit model: " + ", ".join(model_names()))
         if load_address is None and isinstance(model, Model):
             load_address = model.load_address
-        _core.app_wrap(raw, out, name, load_address)
-        return cls.open(out, name)
+        # The check of what this call wrote, not a re-read of out (another writer may
+        # have replaced it since).
+        fields, checks = _core.app_wrap(raw, out, name, load_address)
+        return cls._from(out, fields, checks)
 
     @staticmethod
     def header(load_address: int, file_length: int) -> bytes:

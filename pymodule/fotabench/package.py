@@ -91,8 +91,11 @@ class Package(Checked):
             raise _core.ArgumentError(
                 f"unknown image type {image_type!r}: use app (core and core-delta are "
                 "refused by OpenCPU FOTA)") from None
-        _core.package_build(app, out, _model_arg(model), int(Special.parse(special)), type_code)
-        return cls.open(out, model)
+        # The verification of what this call wrote, before the rename: re-opening out
+        # could report another writer's package.
+        fields, checks = _core.package_build(app, out, _model_arg(model),
+                                             int(Special.parse(special)), type_code)
+        return cls._from(out, fields, checks)
 
     @classmethod
     def open(cls, path: str | os.PathLike, model: str | Model | None = "auto") -> "Package":

@@ -69,9 +69,12 @@ fb_status fb_app_image_inspect(const char *path, const fb_model *model, fb_app_i
 
 /* Prepend a correct header to a raw application binary: what Quectel's Windows-only
  * GFH generator does, at model's load address (a row of the table: fb_model_find_at
- * picks a model's other address). The output appears only when complete. */
+ * picks a model's other address). The output appears only when complete; an output
+ * that is the input file is refused. info and report (may be NULL) get the check of
+ * the header written; cancel as for fb_package_build. */
 fb_status fb_app_image_wrap(const char *raw_path, const fb_model *model, const char *out_path,
-                            fb_app_info *info, fb_error *err);
+                            const fb_cancel *cancel, fb_app_info *info, fb_report *report,
+                            fb_error *err);
 
 #ifdef __cplusplus
 }

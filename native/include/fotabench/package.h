@@ -90,11 +90,15 @@ fb_status fb_package_check_buffer(const uint8_t *data, size_t len, const fb_mode
                                   fb_package_info *info, fb_report *report, fb_error *err);
 
 /* Build a package from an app image, which must pass fb_app_image_check against model
- * (NULL = detect from its load address). Only FB_IMAGE_APP is accepted. The output
- * appears under out_path only when complete and verified. */
+ * (NULL = detect from its load address). Only FB_IMAGE_APP is accepted; an output that
+ * is the input file (by any path) is refused. The output appears under out_path only
+ * when complete and verified; info and report (each may be NULL) get the verification
+ * of what this call wrote, before the rename (never re-read from out_path, where another
+ * writer may have put its own). cancel (may be NULL) is asked between chunks: stopping
+ * leaves no temporary file and returns FB_ERR_CANCELLED. */
 fb_status fb_package_build(const char *app_path, const char *out_path, const fb_model *model,
-                           fb_image_type type, uint32_t special, fb_package_info *info,
-                           fb_error *err);
+                           fb_image_type type, uint32_t special, const fb_cancel *cancel,
+                           fb_package_info *info, fb_report *report, fb_error *err);
 
 #ifdef __cplusplus
 }
