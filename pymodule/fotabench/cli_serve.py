@@ -77,6 +77,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if http is None and ftp is None:
         http = ftp = 0
     timeline = Timeline() if args.timeline else None
+    if args.timeline:
+        # Found out now, not at exit when the records would be lost with it.
+        try:
+            with open(args.timeline, "a"):
+                pass
+        except OSError as e:
+            print(f"fotabench: error: serve: cannot write the timeline to {args.timeline}: "
+                  f"{e.strerror or e}", file=sys.stderr)
+            raise SystemExit(2) from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
