@@ -254,8 +254,16 @@ def test_cli_signal_mid_build_leaves_no_temp_file(signum, code, big_app, tmp_pat
     assert took < 10, f"{took:.1f} s to stop"
 
 
-def test_keyboard_interrupt_mid_build_from_python(big_app, tmp_path):
+@pytest.mark.parametrize("what", ["package", "wrap"])
+def test_keyboard_interrupt_mid_build_from_python(what, big_app, tmp_path):
     out = tmp_path / "out.bin"
+    if what == "package":
+        build = lambda: Package.build(big_app, out)  # noqa: E731
+    else:  # the MC20 address with no known region size: a raw image of any size fits
+        build = lambda: AppImage.wrap(big_app, out, model="MC20",  # noqa: E731
+                                      load_address=0x10312000)
+        big_app.write_bytes(b"\0" * 64)  # a raw binary, not an app image
+        os.truncate(big_app, BIG)
     main = threading.get_ident()
     seen = threading.Event()
 
@@ -267,7 +275,7 @@ def test_keyboard_interrupt_mid_build_from_python(big_app, tmp_path):
     watcher = threading.Thread(target=interrupt, daemon=True)
     watcher.start()
     with pytest.raises(KeyboardInterrupt):
-        Package.build(big_app, out)
+        build()
         # the build finishing before the signal would be a test failure, not a pass
         seen.wait(60)
         time.sleep(1)
