@@ -39,20 +39,70 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "fotabench"))
 # --- spec facts -------------------------------------------------------------------
 
 class SpecModel(NamedTuple):
-    name: str
+    name: str | None
     load_address: int
-    region_size: int
+    region_size: int          # 0: not known
+    evidence: str = "linker-scripts"
 
 
-# opencpu-fota.md §6: "M66 load 0x102C7000, 360 KB; MC60 0x102DB000, 0x50000;
-# MC60E 0x1030D000, 0x46000; M26 (SDK 1.6) 0x1021B000, 0x50000".
-SPEC_MODELS = {
-    "M66": SpecModel("M66", 0x102C7000, 360 * 1024),
-    "MC60": SpecModel("MC60", 0x102DB000, 0x50000),
-    "MC60E": SpecModel("MC60E", 0x1030D000, 0x46000),
-    "M26": SpecModel("M26", 0x1021B000, 0x50000),
-}
-MODEL_NAMES = list(SPEC_MODELS)
+# opencpu-fota.md §6, "App regions" (the linker scripts of 37 public SDK copies; single
+# sources as "seen-once"). A model's first row is its usual address.
+SPEC_ROWS = [
+    SpecModel("M66", 0x102C7000, 0x5A000),            # 360 KB, SDK V1.7-V2.6
+    SpecModel("MC60", 0x102DB000, 0x50000),           # V1.6-V1.8
+    SpecModel("MC60E", 0x1030D000, 0x46000),          # V1.6-V1.8
+    SpecModel("M26", 0x1021B000, 0x50000),            # V1.6, V2.1, V2.2
+    SpecModel("M26", 0x10270000, 0x32000),            # V2.0, V2.2 variants
+    SpecModel("MC20", 0x102DB000, 0x50000),           # V1.3, V1.4, V1.7: same script as MC60
+    SpecModel("MC20", 0x1030D000, 0x46000, "seen-once"),   # "also one MC20 project"
+    SpecModel("MC20", 0x10312000, 0, "seen-once"),    # one real MC20-type app, no script
+] + [SpecModel(None, a, 0, "seen-once") for a in (  # single sources, model not recorded
+    0x102B5000, 0x10268000, 0x10292000, 0x10293000, 0x1025C000, 0x102EF000)]
+SPEC_MODELS = {}
+for _row in SPEC_ROWS:
+    if _row.name:
+        SPEC_MODELS.setdefault(_row.name, _row)
+MODEL_NAMES = list(SPEC_MODELS)  # M66, MC60, MC60E, M26, MC20
+# 0x08xxxxxx: BC26 0x08292000, BC20 0x082C4000 (MT2625 NB-IoT): not OpenCPU FOTA.
+NBIOT_ADDRESSES = [0x08292000, 0x082C4000]
+
+
+def spec_candidates(load_address: int, image_size: int | None = None) -> list[str]:
+    """Model names known at an address whose region holds image_size (all when none does)."""
+    rows = [r for r in SPEC_ROWS if r.load_address == load_address and r.name]
+    fit = [r for r in rows if image_size is None or not r.region_size
+           or image_size <= r.region_size]
+    return [r.name for r in (fit or rows)]
+
+
+# real-vectors.md: the 80-byte headers of six packages made by Quectel's GS3 tool, with
+# the app's load address and the payload length each was made from, and the GFH of the
+# MC60 app the first was made from (a 46,936-byte raw image wrapped for MC60).
+REAL_PACKAGES = [
+    # (package size, load address, payload length, header hex)
+    (47096, 0x102DB000, 47000,
+     "5155454354454c5f464f54415f555047524144450000010000000000" "98b70000"
+     "10000000" + "ff" * 40 + "73c10000"),
+    (106408, 0x102DB000, 106312,
+     "5155454354454c5f464f54415f555047524144450000010000000000" "489f0100"
+     "10000000" + "ff" * 40 + "31670000"),
+    (166880, 0x102C7000, 166784,
+     "5155454354454c5f464f54415f555047524144450000010001000000" "808b0200"
+     "10000000" + "ff" * 40 + "18bb0000"),
+    (98680, 0x1021B000, 98584,
+     "5155454354454c5f464f54415f555047524144450000010000000000" "18810100"
+     "10000000" + "ff" * 40 + "c29b0000"),
+    (82384, 0x10270000, 82288,
+     "5155454354454c5f464f54415f555047524144450000010001000000" "70410100"
+     "10000000" + "ff" * 40 + "58f40000"),
+    (162216, 0x1030D000, 162120,
+     "5155454354454c5f464f54415f555047524144450000010000000000" "48790200"
+     "10000000" + "ff" * 40 + "9dbe0000"),
+]
+REAL_MC60_GFH = bytes.fromhex(
+    "4d4d4d014000000046494c455f494e464f000000010000000070070000b02d10"
+    "98b70000ffffffff400000000000000040000000030000000000000000000000")
+REAL_MC60_RAW_SIZE = 46936
 
 # The C core's status codes (native/include/fotabench/error.h), the contract that
 # FotabenchError.code / code_name expose.
@@ -123,10 +173,11 @@ def pad4(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
-def package_header(payload_length: int, *, image_type=0, checksum_type=0, special=0,
+def package_header(payload_length: int, *, image_type=0, checksum_type=1, special=0,
                    digest_length=16, reserved=b"\xff" * 40, magic=PKG_MAGIC,
                    crc: int | None = None) -> bytes:
-    """The 80-byte package header of spec §5 (CRC computed unless given)."""
+    """The 80-byte package header of spec §5 (CRC computed unless given); checksum type
+    1 as Quectel's GS3 tool writes it."""
     body = magic + struct.pack("<HHIII", image_type, checksum_type, special,
                                payload_length, digest_length) + reserved
     assert len(body) == 76

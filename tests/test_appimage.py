@@ -7,11 +7,11 @@ import pytest
 
 import fotabench
 from fotabench import (AppImage, ArgumentError, FileError, FotabenchError, ImageError,
-                       ModelError)
+                       ModelError, UnsupportedError)
 
-from conftest import (APP_CHECKS, GFH_SIZE, MODEL_NAMES, SPEC_MODELS, app_bytes,
-                      assert_fb_error, check_names, failed_names, gfh_header, listing,
-                      raw_bytes)
+from conftest import (APP_CHECKS, GFH_SIZE, MODEL_NAMES, NBIOT_ADDRESSES, SPEC_MODELS,
+                      SPEC_ROWS, app_bytes, assert_fb_error, check_names, failed_names,
+                      gfh_header, listing, raw_bytes, spec_candidates)
 
 
 # --- exception classes and model table ------------------------------------------------
@@ -29,9 +29,17 @@ def test_exception_hierarchy():
 
 
 def test_models_match_spec():
-    got = {m.name: (m.load_address, m.region_size) for m in fotabench.models()}
-    assert got == {m.name: (m.load_address, m.region_size) for m in SPEC_MODELS.values()}
-    assert [m.name for m in fotabench.models()] == MODEL_NAMES
+    got = [(m.name, m.load_address, m.region_size, m.evidence) for m in fotabench.models()]
+    assert sorted(got, key=str) == sorted(SPEC_ROWS, key=str)
+    assert len(set(got)) == len(got)
+    # a model's first row is its usual address (the one `app wrap` writes)
+    first = {}
+    for name, load, region, _ in got:
+        if name:
+            first.setdefault(name, (load, region))
+    assert first == {m.name: (m.load_address, m.region_size) for m in SPEC_MODELS.values()}
+    assert set(first) == {"M66", "MC60", "MC60E", "M26", "MC20"}
+    assert all(m.source for m in fotabench.models())
 
 
 def test_reference_header_field_offsets():
@@ -205,10 +213,16 @@ def test_wrap_failure_keeps_existing_output(tmp_path):
 def test_open_reference_image_auto_and_explicit(model, app_image):
     path = app_image(model, 2000)
     spec = SPEC_MODELS[model]
+    candidates = spec_candidates(spec.load_address, 2064)
     for arg in ("auto", None, model, model.lower()):
         img = AppImage.open(path, model=arg)
         assert img.ok
-        assert img.model == model
+        if arg in ("auto", None):
+            # an address that names several models names none of them
+            assert img.model == (model if len(candidates) == 1 else None)
+            assert img.candidates == tuple(candidates)
+        else:
+            assert img.model == model
         assert img.load_address == spec.load_address
         assert img.file_length == img.size == 2064
         assert check_names(img.checks) == APP_CHECKS
@@ -310,38 +324,97 @@ def test_several_failures_all_reported(tmp_path):
 @pytest.mark.parametrize("asked", MODEL_NAMES)
 def test_load_address_of_another_model(image_model, asked, app_image):
     path = app_image(image_model, 300)
-    if image_model == asked:
-        assert AppImage.open(path, model=asked).ok
+    load = SPEC_MODELS[image_model].load_address
+    if asked in spec_candidates(load):  # the same model, or one sharing the address
+        img = AppImage.open(path, model=asked)
+        assert img.ok and img.model == asked
         return
     with pytest.raises(ModelError) as ei:
         AppImage.open(path, model=asked)
     assert_fb_error(ei.value, ModelError, "FB_ERR_MODEL")
     msg = ei.value.message
     assert msg.startswith("app image load_address:")
-    assert f"the {image_model} app address" in msg
-    assert f"not the {asked} one" in msg
-    assert f"0x{SPEC_MODELS[image_model].load_address:08X}" in msg
-    assert f"0x{SPEC_MODELS[asked].load_address:08X}" in msg
+    assert f"an app address of {' or '.join(spec_candidates(load))}, not of {asked}" in msg
+    assert f"0x{load:08X}" in msg
+    for row in SPEC_ROWS:  # every address of the model asked for
+        if row.name == asked:
+            assert f"0x{row.load_address:08X}" in msg
     img = AppImage.inspect(path, model=asked)
     assert failed_names(img.checks) == ["load_address"]
     assert img.model == asked
 
 
-def test_unknown_load_address_auto_and_explicit(tmp_path):
-    data = _replace(_good(), 0x1C, struct.pack("<I", 0x08001000))
-    path = _write(tmp_path, data)
+@pytest.mark.parametrize("load", NBIOT_ADDRESSES + [0x08001000])
+def test_nbiot_address_refused(load, tmp_path):
+    """§6: 0x08xxxxxx is MT2625 NB-IoT (BC26, BC20), not OpenCPU FOTA of this kind."""
+    path = _write(tmp_path, _replace(_good(), 0x1C, struct.pack("<I", load)))
+    for model in ("auto", "M66"):
+        with pytest.raises(UnsupportedError) as ei:
+            AppImage.open(path, model=model)
+        assert_fb_error(ei.value, UnsupportedError, "FB_ERR_UNSUPPORTED")
+        assert f"0x{load:08X}" in ei.value.message
+        assert "MT2625" in ei.value.message and "BC26" in ei.value.message
+        img = AppImage.inspect(path, model=model)
+        assert failed_names(img.checks) == ["load_address"]
+        assert img.model == (None if model == "auto" else model)
+        assert check_names(img.checks) == APP_CHECKS[:6]
+
+
+def test_unknown_opencpu_address_names_the_platform(tmp_path):
+    """An unknown 0x10xxxxxx address: auto names the platform and asks for the model
+    instead of guessing; a named model is taken on the user's word, with a warning."""
+    load = 0x10300000
+    assert not spec_candidates(load)
+    path = _write(tmp_path, _replace(_good(), 0x1C, struct.pack("<I", load)))
     with pytest.raises(ModelError) as ei:
         AppImage.open(path, model="auto")
     assert_fb_error(ei.value, ModelError, "FB_ERR_MODEL")
-    assert "0x08001000" in ei.value.message and "no known model" in ei.value.message
+    msg = ei.value.message
+    assert "0x10300000" in msg and "MT6261/MT2503 OpenCPU app area" in msg
+    assert "name the model" in msg
     img = AppImage.inspect(path)
-    assert img.model is None
-    # with no model known, there is no region to check
+    assert img.model is None and img.candidates == ()
+    assert img.fields["platform"] == "MediaTek MT6261/MT2503 OpenCPU app area"
     assert check_names(img.checks) == APP_CHECKS[:6]
 
+    img = AppImage.open(path, model="M26")
+    assert img.ok and img.model == "M26"
+    assert [(c.name, c.level) for c in img.warnings] == [("load_address", "warning")]
+    detail = img.warnings[0].detail
+    assert "0x1021B000" in detail and "0x10270000" in detail and "your word" in detail
+    # the named model's usual region still bounds the image
+    big = SPEC_MODELS["M26"].region_size + 4
+    path = _write(tmp_path, gfh_header(load, big) + raw_bytes(big - 64), "big.bin")
+    img = AppImage.inspect(path, model="M26")
+    assert failed_names(img.checks) == ["region"]
+
+
+def test_address_outside_any_app_area(tmp_path):
+    path = _write(tmp_path, _replace(_good(), 0x1C, struct.pack("<I", 0x20001000)))
+    for model in ("auto", "MC60"):
+        with pytest.raises(ModelError) as ei:
+            AppImage.open(path, model=model)
+        assert "0x20001000" in ei.value.message and "0x10xxxxxx" in ei.value.message
     with pytest.raises(ModelError) as ei:
         AppImage.open(path, model="MC60")
-    assert "MC60" in ei.value.message and "0x102DB000" in ei.value.message
+    assert "0x102DB000" in ei.value.message
+
+
+@pytest.mark.parametrize("row", [r for r in SPEC_ROWS if r.evidence == "seen-once"],
+                         ids=lambda r: f"{r.name}@0x{r.load_address:08X}")
+def test_seen_once_addresses_warn(row, tmp_path):
+    path = _write(tmp_path, gfh_header(row.load_address, 1064) + raw_bytes(1000))
+    img = AppImage.open(path)
+    assert img.ok
+    assert img.candidates == tuple(spec_candidates(row.load_address, 1064))
+    levels = {c.name: c.level for c in img.checks}
+    if len(img.candidates) > 1:  # 0x1030D000: MC60E (linker scripts) and MC20 (once)
+        assert img.model is None and img.warnings == ()
+        img = AppImage.open(path, model=row.name)
+        levels = {c.name: c.level for c in img.checks}
+    assert levels["load_address"] == "warning"
+    assert "seen in" in {c.name: c.detail for c in img.checks}["load_address"]
+    assert levels.get("region", "warning") == ("warning" if not row.region_size else "ok")
 
 
 @pytest.mark.parametrize("model", MODEL_NAMES)
@@ -393,4 +466,5 @@ def test_to_dict(app_image):
     assert d["ok"] is True and d["path"] == str(img.path)
     assert d["fields"]["load_address"] == SPEC_MODELS["M26"].load_address
     assert [c["name"] for c in d["checks"]] == APP_CHECKS
-    assert all(set(c) == {"name", "ok", "code", "detail"} for c in d["checks"])
+    assert all(set(c) == {"name", "ok", "code", "detail", "level"} for c in d["checks"])
+    assert {c["level"] for c in d["checks"]} == {"ok"}

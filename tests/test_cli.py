@@ -12,7 +12,7 @@ import subprocess
 
 import pytest
 
-from conftest import (APP_CHECKS, SPEC_MODELS, app_bytes, gfh_header, listing, package_bytes,
+from conftest import (APP_CHECKS, SPEC_MODELS, SPEC_ROWS, app_bytes, gfh_header, listing, package_bytes,
                       raw_bytes)
 
 
@@ -398,11 +398,65 @@ def test_no_command_and_unknown_command(cli):
     assert_usage_error(cli("frobnicate"))
 
 
-def test_models_json(cli):
+def test_models_json_and_text(cli):
     proc = cli("models", "--json")
     assert proc.returncode == 0
-    assert {m["name"]: (m["load_address"], m["region_size"]) for m in json.loads(proc.stdout)} \
-        == {m.name: (m.load_address, m.region_size) for m in SPEC_MODELS.values()}
+    rows = json.loads(proc.stdout)
+    assert sorted((m["name"], m["load_address"], m["region_size"], m["evidence"])
+                  for m in rows if m["name"]) == \
+        sorted(tuple(r) for r in SPEC_ROWS if r.name)
+    assert sorted(m["load_address"] for m in rows if not m["name"]) == \
+        sorted(r.load_address for r in SPEC_ROWS if not r.name)
+    assert all(m["source"] for m in rows)
+
+    proc = cli("models")
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    for r in SPEC_ROWS:  # one line per row: model, address, region or "unknown", evidence
+        words = [f"{r.name or '?'}", f"0x{r.load_address:08X}"]
+        assert any(line.split()[:2] == words and r.evidence in line and
+                   (f"0x{r.region_size:05X}" if r.region_size else "unknown") in line
+                   for line in lines), words
+
+
+def test_inspect_asks_for_the_model_when_an_address_names_several(cli, tmp_path):
+    app = tmp_path / "APP.bin"
+    app.write_bytes(app_bytes("MC60", 500))
+    proc = cli("app", "inspect", app)
+    assert proc.returncode == 0, proc.stderr
+    assert "MC60 or MC20" in proc.stdout and "name the model" in proc.stdout
+    d = json.loads(cli("app", "inspect", app, "--json").stdout)
+    assert d["fields"]["model"] is None and d["fields"]["candidates"] == ["MC60", "MC20"]
+    for model in ("MC20", "mc60"):
+        d = json.loads(cli("app", "inspect", app, "--json", "--model", model).stdout)
+        assert d["ok"] and d["fields"]["model"] == model.upper()
+    out = tmp_path / "p.bin"
+    proc = cli("package", app, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "MC60 or MC20 (name one with --model)" in proc.stdout
+    proc = cli("package", app, "-o", out, "--model", "MC20")
+    assert proc.returncode == 0 and "MC20 app of 564 bytes" in proc.stdout
+    d = json.loads(cli("inspect", out, "--json", "--model", "MC20").stdout)
+    assert d["ok"] and d["fields"]["app"]["model"] == "MC20"
+
+
+def test_warning_level_in_text_and_json(cli, tmp_path):
+    """A checksum type 0 (GS2 reading) passes with a warning, shown as such."""
+    path = tmp_path / "gs2.bin"
+    path.write_bytes(package_bytes(app_bytes("M66", 100), checksum_type=0))
+    proc = cli("inspect", path)
+    assert proc.returncode == 0, proc.stdout
+    lines = proc.stdout.splitlines()
+    assert any(line.split()[:2] == ["warning", "checksum_type"] for line in lines)
+    assert lines[-1] == "all 17 checks ok, 1 warning"
+    d = json.loads(cli("inspect", path, "--json").stdout)
+    assert d["ok"] is True
+    assert [(c["name"], c["level"], c["ok"]) for c in d["checks"] if c["level"] != "ok"] == \
+        [("checksum_type", "warning", True)]
+    path.write_bytes(package_bytes(app_bytes("M66", 100), checksum_type=7))
+    proc = cli("inspect", path)
+    assert proc.returncode == 1
+    assert any(line.split()[:2] == ["FAILED", "checksum_type"] for line in proc.stdout.splitlines())
 
 
 def test_version(cli):

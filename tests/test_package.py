@@ -14,7 +14,7 @@ from fotabench import (AppImage, ArgumentError, ChecksumError, FileError, Fotabe
                        ImageError, ModelError, Package, PackageError, Special,
                        UnsupportedError, _core)
 
-from conftest import (APP_CHECKS, MODEL_NAMES, PACKAGE_HEADER_CHECKS, PKG_MAGIC, SPEC_MODELS,
+from conftest import (APP_CHECKS, MODEL_NAMES, PACKAGE_HEADER_CHECKS, PKG_MAGIC, SPEC_MODELS, spec_candidates,
                       app_bytes, assert_fb_error, check_names, crc16_xmodem, failed_names,
                       gfh_header, listing, package_bytes, package_header, pad4)
 
@@ -70,7 +70,7 @@ def test_build_layout(raw_size, special, app_image, tmp_path):
     payload = pad4(len(app))
     assert f["magic"] == b"QUECTEL_FOTA_UPGRADE"
     assert f["image_type"] == 0
-    assert f["checksum_type"] == 0
+    assert f["checksum_type"] == 1  # what Quectel's GS3 tool writes (spec §5)
     assert f["special"] == SPECIALS[special]
     assert f["payload_length"] == payload and payload % 4 == 0
     assert payload - len(app) == (-len(app)) % 4
@@ -104,7 +104,10 @@ def test_build_every_model_auto_and_explicit(model, app_image, tmp_path):
     app_path = app_image(model, 777)
     a = Package.build(app_path, tmp_path / "a.bin")
     b = Package.build(app_path, tmp_path / "b.bin", model=model)
-    assert a.model == b.model == model
+    candidates = spec_candidates(SPEC_MODELS[model].load_address, 777 + 64)
+    assert a.candidates == tuple(candidates)
+    assert a.model == (model if len(candidates) == 1 else None)
+    assert b.model == model
     assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes() == \
         package_bytes(app_path.read_bytes())
     assert Package.open(tmp_path / "a.bin", model=model).ok
@@ -408,7 +411,8 @@ def test_core_image_type_in_hand_made_package(image_type, label, tmp_path):
 # Hand-made packages with a correct CRC and MD5 but one field wrong.
 HAND_MADE = [
     ("magic", dict(magic=b"QUECTEL_FOTA_UPGRADX"), "magic", PackageError),
-    ("checksum_type", dict(checksum_type=1), "checksum_type", PackageError),
+    ("checksum_type", dict(checksum_type=2), "checksum_type", PackageError),
+    ("checksum_type_ffff", dict(checksum_type=0xFFFF), "checksum_type", PackageError),
     ("special_bit2", dict(special=4), "special", PackageError),
     ("digest_length", dict(digest_length=20), "digest_length", PackageError),
     ("reserved", dict(reserved=b"\xff" * 39 + b"\x00"), "reserved", PackageError),
@@ -427,6 +431,22 @@ def test_hand_made_field_errors(name, header, check, cls):
     with pytest.raises(cls) as ei:
         _core.package_inspect_bytes(data, None, True)
     assert ei.value.message.startswith(f"package {check}:")
+
+
+def test_checksum_type_zero_is_a_warning(tmp_path):
+    """§5: 1 in every real GS3 package; 0 (the GS2 reading) passes with a warning."""
+    data = package_bytes(app_bytes("M66", 100), checksum_type=0)
+    fields, checks = inspect_bytes(data)
+    assert failed_names(checks) == [] and fields["checksum_type"] == 0
+    assert [(c[0], c[4]) for c in checks if c[4] != "ok"] == [("checksum_type", "warning")]
+    path = tmp_path / "gs2.bin"
+    path.write_bytes(data)
+    pkg = Package.open(path)  # does not raise
+    assert pkg.ok and [c.name for c in pkg.warnings] == ["checksum_type"]
+    assert pkg.warnings[0].ok and pkg.warnings[0].code == "FB_OK"
+    assert "GS3" in pkg.warnings[0].detail
+    fields, checks = inspect_bytes(package_bytes(app_bytes("M66", 100)))
+    assert {c[4] for c in checks} == {"ok"}
 
 
 def test_both_special_bits_accepted():
@@ -464,7 +484,9 @@ def test_package_to_dict(built_package):
     d = pkg.to_dict()
     assert d["ok"] is True
     assert d["fields"]["special"] == 1
-    assert d["fields"]["app"]["model"] == "MC60"
+    assert d["fields"]["app"]["model"] is None  # 0x102DB000: MC60 or MC20
+    assert d["fields"]["app"]["candidates"] == ("MC60", "MC20")
+    assert Package.inspect(pkg.path, model="MC60").to_dict()["fields"]["app"]["model"] == "MC60"
     assert [c["name"] for c in d["checks"]] == check_names(pkg.checks)
 
 
@@ -495,7 +517,9 @@ def test_roundtrip_wrap_build_open(raw, model, special, explicit):
     assert data[80 + app_len:80 + payload_length] == b"\xff" * (payload_length - app_len)
     assert data[-16:] == hashlib.md5(data[:-16]).digest()
     assert struct.unpack_from("<I", data, 24)[0] == SPECIALS[special]
-    assert opened.ok and opened.model == pkg.model == model
+    assert opened.ok and opened.model == model
+    several = len(spec_candidates(SPEC_MODELS[model].load_address)) > 1
+    assert pkg.model == (None if several and not explicit else model)
     assert opened.md5 == pkg.md5 == data[-16:].hex()
 
 
@@ -529,7 +553,7 @@ def plausible_packages(draw):
     if draw(st.booleans()):
         header = dict(
             image_type=draw(st.sampled_from([0, 1, 2, 0xFFFF])),
-            checksum_type=draw(st.sampled_from([0, 1])),
+            checksum_type=draw(st.sampled_from([0, 1, 2])),
             special=draw(st.sampled_from([0, 1, 2, 3, 8, 0xFFFFFFFF])),
             digest_length=draw(st.sampled_from([16, 0, 0xFFFFFFFF])),
         )
@@ -554,5 +578,6 @@ def test_inspect_bytes_never_crashes_on_plausible_packages(data, model):
     if ok:
         # a package that passes must really be one: re-check by the spec
         assert fields["image_type"] == 0 and fields["payload_length"] % 4 == 0
+        assert fields["checksum_type"] in (0, 1)
         assert len(data) == 80 + fields["payload_length"] + 16
         assert fields["app"]["file_length"] <= fields["payload_length"]

@@ -21,6 +21,11 @@
         }                                                                                 \
     } while (0)
 
+static inline unsigned le16(const uint8_t *p)
+{
+    return (unsigned)p[0] | (unsigned)p[1] << 8;
+}
+
 static inline uint32_t le32(const uint8_t *p)
 {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
@@ -53,6 +58,9 @@ static inline void check_report(const fb_report *r, fb_status st, const fb_error
         FAIL_IF(!nul_terminated(c->detail, sizeof c->detail), "check %s detail not terminated",
                 c->name);
         FAIL_IF(c->ok != 0 && c->ok != 1, "check %s ok=%d", c->name, c->ok);
+        FAIL_IF(c->warning != 0 && c->warning != 1, "check %s warning=%d", c->name,
+                c->warning);
+        FAIL_IF(c->warning && !c->ok, "check %s failed and warned", c->name);
         FAIL_IF(c->ok && c->code != FB_OK, "passed check %s with code %s", c->name,
                 fb_status_name(c->code));
         FAIL_IF(!c->ok && c->code == FB_OK, "failed check %s with code FB_OK", c->name);

@@ -66,6 +66,146 @@ static void printable(const uint8_t *p, size_t n, char *out, size_t out_size)
     out[o] = '\0';
 }
 
+static const char *label(const fb_model *m)
+{
+    return m->name ? m->name : "a model not recorded";
+}
+
+/* "MC60 or MC20" for the rows in list. */
+static void names(const fb_model *const *list, size_t n, char *out, size_t out_size)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && o < out_size; i++)
+        o += (size_t)snprintf(out + o, out_size - o, "%s%s", i ? " or " : "", label(list[i]));
+}
+
+/* "0x1021B000 or 0x10270000": every address of the model (its own, if unnamed). */
+static void addresses(const fb_model *model, char *out, size_t out_size)
+{
+    size_t o = (size_t)snprintf(out, out_size, "0x%08X", model->load_address);
+    for (size_t i = 0; model->name && i < fb_model_count() && o < out_size; i++) {
+        const fb_model *m = fb_model_at(i);
+        if (m != model && m->name && strcmp(m->name, model->name) == 0)
+            o += (size_t)snprintf(out + o, out_size - o, " or 0x%08X", m->load_address);
+    }
+}
+
+static int fits(const fb_model *m, uint64_t image_size)
+{
+    return m->region_size == 0 || image_size <= m->region_size;
+}
+
+/* The load_address and region checks: which models the address names (opencpu-fota.md
+ * §6), against the one the user named if any. */
+static void check_address(fb_app_info *info, const fb_model *model, fb_report *report)
+{
+    uint32_t addr = info->load_address;
+    uint64_t size = info->image_size;
+    const fb_model *all[FB_MODEL_MAX_CANDIDATES];
+    size_t n_all = fb_model_candidates(addr, all, FB_MODEL_MAX_CANDIDATES);
+    if (n_all > FB_MODEL_MAX_CANDIDATES)
+        n_all = FB_MODEL_MAX_CANDIDATES;
+    char who[96], where[64];
+    const char *platform = fb_platform_name(info->platform = fb_model_platform(addr));
+
+    /* Candidates: the rows at the address whose region holds the image; all of them
+     * when none does (the region check then says why). */
+    info->n_candidates = 0;
+    for (size_t i = 0; i < n_all; i++)
+        if (fits(all[i], size))
+            info->candidates[info->n_candidates++] = all[i];
+    if (info->n_candidates == 0) {
+        memcpy(info->candidates, all, n_all * sizeof all[0]);
+        info->n_candidates = n_all;
+    }
+    names(info->candidates, info->n_candidates, who, sizeof who);
+
+    const fb_model *checked = NULL; /* the row whose region bounds the image */
+    if (info->platform == FB_PLATFORM_NBIOT) {
+        fb_report_add(report, "load_address", 0, FB_ERR_UNSUPPORTED,
+                      "0x%08X is a %s app address: those modules have no OpenCPU FOTA of "
+                      "this kind",
+                      addr, platform);
+    } else if (model) {
+        addresses(model, where, sizeof where);
+        checked = model->load_address == addr ? model : fb_model_find_at(model->name, addr);
+        if (checked && checked->evidence == FB_EVIDENCE_SEEN_ONCE)
+            fb_report_warn(report, "load_address", "0x%08X (%s): seen in %s only",
+                           addr, label(checked), checked->source);
+        else if (checked)
+            fb_report_add(report, "load_address", 1, FB_OK, "0x%08X (%s)", addr,
+                          label(checked));
+        else if (n_all)
+            fb_report_add(report, "load_address", 0, FB_ERR_MODEL,
+                          "0x%08X is an app address of %s, not of %s (%s): wrong model or "
+                          "wrong image",
+                          addr, who, label(model), where);
+        else if (info->platform == FB_PLATFORM_OPENCPU) {
+            /* A model has more app addresses than the SDKs seen (the M26 has two): the
+             * user's word is taken, but said to be unverified. */
+            checked = model;
+            fb_report_warn(report, "load_address",
+                           "0x%08X: in the %s, but no %s SDK seen loads apps there (%s); "
+                           "taken as %s on your word",
+                           addr, platform, label(model), where, label(model));
+        } else
+            fb_report_add(report, "load_address", 0, FB_ERR_MODEL,
+                          "0x%08X is outside the %s (0x10xxxxxx); the %s app loads at %s",
+                          addr, fb_platform_name(FB_PLATFORM_OPENCPU), label(model), where);
+    } else if (n_all == 0) {
+        if (info->platform == FB_PLATFORM_OPENCPU)
+            fb_report_add(report, "load_address", 0, FB_ERR_MODEL,
+                          "0x%08X is in the %s, but no SDK seen loads apps there: name the "
+                          "model to check it against that model's region",
+                          addr, platform);
+        else
+            fb_report_add(report, "load_address", 0, FB_ERR_MODEL,
+                          "0x%08X is %s (OpenCPU apps load at 0x10xxxxxx): not an app image "
+                          "for these modules, or a damaged header",
+                          addr, platform);
+    } else if (info->n_candidates == 1) {
+        checked = info->candidates[0];
+        if (checked->evidence == FB_EVIDENCE_SEEN_ONCE)
+            fb_report_warn(report, "load_address", "0x%08X (%s, detected): seen in %s only",
+                           addr, label(checked), checked->source);
+        else
+            fb_report_add(report, "load_address", 1, FB_OK, "0x%08X (%s, detected)", addr,
+                          label(checked));
+    } else {
+        fb_report_add(report, "load_address", 1, FB_OK,
+                      "0x%08X (%s, detected): the address does not tell them apart; name "
+                      "the model to choose",
+                      addr, who);
+    }
+
+    if (!checked && (model || n_all == 0)) {
+        /* No region to check against: the load_address check already says why. */
+    } else if (checked && checked->region_size == 0)
+        fb_report_warn(report, "region",
+                       "%llu bytes; the size of the %s app region at 0x%08X is not known "
+                       "(no linker script seen): not checked",
+                       (unsigned long long)size, label(checked), addr);
+    else if (checked) {
+        int ok = size <= checked->region_size;
+        fb_report_add(report, "region", ok, FB_ERR_MODEL,
+                      "%llu of %u bytes in the %s app region%s", (unsigned long long)size,
+                      checked->region_size, label(checked),
+                      ok ? "" : ": the image is larger than the region");
+    } else {
+        /* Several candidates: the image fits some of them, or none. */
+        int ok = fits(info->candidates[0], size);
+        uint32_t region = info->candidates[0]->region_size;
+        for (size_t i = 1; i < info->n_candidates; i++)
+            if (info->candidates[i]->region_size > region)
+                region = info->candidates[i]->region_size;
+        fb_report_add(report, "region", ok, FB_ERR_MODEL, "%llu of %u bytes in the %s app "
+                      "region%s", (unsigned long long)size, region, who,
+                      ok ? "" : ": the image is larger than the region");
+    }
+    info->model = checked ? checked : model; /* the model asked for, even when refused */
+}
+
 fb_status fb_app_image_check(const uint8_t *hdr, size_t hdr_len, uint64_t image_size,
                              const fb_model *model, fb_app_info *info, fb_report *report,
                              fb_error *err)
@@ -80,7 +220,6 @@ fb_status fb_app_image_check(const uint8_t *hdr, size_t hdr_len, uint64_t image_
         info = &local_info;
     size_t first = report->count;
     char shown[64];
-    char detail[FB_CHECK_DETAIL_MAX];
 
     int whole = image_size >= FB_GFH_SIZE && hdr_len >= FB_GFH_SIZE;
     fb_report_add(report, "size", whole, FB_ERR_IMAGE, "%llu bytes%s",
@@ -119,42 +258,7 @@ fb_status fb_app_image_check(const uint8_t *hdr, size_t hdr_len, uint64_t image_
                          : ": they must be equal (truncated, or changed after the header "
                            "was written)");
 
-    /* The usual mistake is the wrong model: name the model the address belongs to. */
-    const fb_model *owner = fb_model_by_load_address(info->load_address);
-    int addr_ok;
-    if (model) {
-        addr_ok = info->load_address == model->load_address;
-        if (addr_ok)
-            snprintf(detail, sizeof detail, "0x%08X (%s)", info->load_address, model->name);
-        else if (owner)
-            snprintf(detail, sizeof detail,
-                     "0x%08X is the %s app address, not the %s one (0x%08X): wrong model or "
-                     "wrong image",
-                     info->load_address, owner->name, model->name, model->load_address);
-        else
-            snprintf(detail, sizeof detail,
-                     "0x%08X is no known model's app address; the %s app loads at 0x%08X",
-                     info->load_address, model->name, model->load_address);
-    } else {
-        addr_ok = owner != NULL;
-        if (addr_ok)
-            snprintf(detail, sizeof detail, "0x%08X (%s, detected)", info->load_address,
-                     owner->name);
-        else
-            snprintf(detail, sizeof detail,
-                     "0x%08X is no known model's app address: name the model explicitly",
-                     info->load_address);
-        model = owner;
-    }
-    fb_report_add(report, "load_address", addr_ok, FB_ERR_MODEL, "%s", detail);
-    info->model = model;
-    if (model) {
-        int fits = image_size <= model->region_size;
-        fb_report_add(report, "region", fits, FB_ERR_MODEL,
-                      "%llu of %u bytes in the %s app region%s", (unsigned long long)image_size,
-                      model->region_size, model->name,
-                      fits ? "" : ": the image is larger than the region");
-    }
+    check_address(info, model, report);
 done:
     for (size_t i = first; i < report->count; i++)
         if (!report->checks[i].ok)
@@ -182,11 +286,12 @@ fb_status fb_app_image_inspect(const char *path, const fb_model *model, fb_app_i
 }
 
 fb_status fb_app_image_wrap(const char *raw_path, const fb_model *model, const char *out_path,
-                            fb_app_info *info, fb_error *err)
+                            const fb_cancel *cancel, fb_app_info *info, fb_report *report,
+                            fb_error *err)
 {
     if (!model)
         return fb_error_set(err, FB_ERR_ARG,
-                            "wrapping needs a module model (M66, MC60, MC60E or M26): the "
+                            "wrapping needs a module model (see `fotabench models`): the "
                             "load address depends on it");
     int fd;
     uint64_t raw_size;
@@ -197,15 +302,17 @@ fb_status fb_app_image_wrap(const char *raw_path, const fb_model *model, const c
     uint8_t buf[64 * 1024];
     fb_atomic_file out = {.fd = -1};
 
+    if ((st = fb_refuse_same_file(fd, raw_path, out_path, err)) != FB_OK)
+        goto fail;
     if (raw_size == 0) {
         st = fb_error_set(err, FB_ERR_IMAGE, "%s is empty: nothing to wrap", raw_path);
         goto fail;
     }
-    if (raw_size + FB_GFH_SIZE > model->region_size) {
+    if (model->region_size && raw_size + FB_GFH_SIZE > model->region_size) {
         st = fb_error_set(err, FB_ERR_MODEL,
                           "%s is %llu bytes; with the 64-byte header it exceeds the %s app "
                           "region of %u bytes",
-                          raw_path, (unsigned long long)raw_size, model->name,
+                          raw_path, (unsigned long long)raw_size, label(model),
                           model->region_size);
         goto fail;
     }
@@ -221,7 +328,7 @@ fb_status fb_app_image_wrap(const char *raw_path, const fb_model *model, const c
     }
     uint32_t total = (uint32_t)(raw_size + FB_GFH_SIZE);
     fb_app_image_header(head, model->load_address, total);
-    if ((st = fb_atomic_open(&out, out_path, err)) != FB_OK)
+    if ((st = fb_atomic_open(&out, out_path, cancel, err)) != FB_OK)
         goto fail;
     if ((st = fb_atomic_write(&out, head, FB_GFH_SIZE, err)) != FB_OK)
         goto fail;
@@ -236,7 +343,7 @@ fb_status fb_app_image_wrap(const char *raw_path, const fb_model *model, const c
     if ((st = fb_atomic_commit(&out, err)) != FB_OK)
         goto fail;
     close(fd);
-    return fb_app_image_check(head, FB_GFH_SIZE, total, model, info, NULL, err);
+    return fb_app_image_check(head, FB_GFH_SIZE, total, model, info, report, err);
 fail:
     fb_atomic_abort(&out);
     close(fd);

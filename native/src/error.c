@@ -21,6 +21,7 @@ const char *fb_status_name(fb_status code)
     case FB_ERR_CLOSED: return "FB_ERR_CLOSED";
     case FB_ERR_LOST: return "FB_ERR_LOST";
     case FB_ERR_PROTOCOL: return "FB_ERR_PROTOCOL";
+    case FB_ERR_CANCELLED: return "FB_ERR_CANCELLED";
     }
     return "FB_ERR_UNKNOWN";
 }
@@ -43,4 +44,12 @@ void fb_error_clear(fb_error *err)
         err->code = FB_OK;
         err->message[0] = '\0';
     }
+}
+
+int fb_cancelled(const fb_cancel *cancel, fb_error *err)
+{
+    if (!cancel || !cancel->stop || !cancel->stop(cancel->ctx))
+        return 0;
+    fb_error_set(err, FB_ERR_CANCELLED, "stopped before the end (interrupted)");
+    return 1;
 }

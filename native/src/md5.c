@@ -1,5 +1,7 @@
 #include "fotabench/md5.h"
 
+#include "fileio.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/err.h>
@@ -111,10 +113,13 @@ out:
 
 fb_status fb_md5_file(const char *path, uint8_t out[FB_MD5_LEN], fb_error *err)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return fb_error_set(err, FB_ERR_IO, "cannot open %s: %s", path, strerror(errno));
-    fb_status st = fb_md5_fd(fd, out, err);
+    int fd;
+    uint64_t size;
+    /* A file is needed: a FIFO or device is refused without blocking in open(). */
+    fb_status st = fb_open_regular(path, &fd, &size, err);
+    if (st != FB_OK)
+        return st;
+    st = fb_md5_fd(fd, out, err);
     if (st == FB_ERR_IO && err) {
         /* Name the file: fb_md5_fd does not know it. */
         char detail[FB_ERROR_MSG_MAX];

@@ -21,7 +21,8 @@ void fb_package_header_encode(uint8_t out[FB_PKG_HEADER_SIZE], fb_image_type typ
 {
     memcpy(out, FB_PKG_MAGIC, FB_PKG_MAGIC_LEN);
     put_le16(out + 20, (uint16_t)type);
-    put_le16(out + 22, 0); /* MD5 */
+    /* What Quectel's GS3 tool writes (every real package seen, opencpu-fota.md §5). */
+    put_le16(out + 22, FB_CHECKSUM_MD5);
     put_le32(out + 24, special);
     put_le32(out + 28, payload_length);
     put_le32(out + 32, FB_MD5_LEN);
@@ -95,9 +96,16 @@ static fb_status check_header(const fb_package_header *hd, uint64_t file_size, f
                       : hd->image_type == FB_IMAGE_CORE_DELTA ? "Core delta"
                                                               : "unknown",
                       core_refusal);
-    fb_report_add(r, "checksum_type", hd->checksum_type == 0, FB_ERR_PACKAGE, "%u%s",
-                  hd->checksum_type,
-                  hd->checksum_type == 0 ? " (MD5)" : ": only 0 (MD5) is defined");
+    if (hd->checksum_type == FB_CHECKSUM_MD5)
+        fb_report_add(r, "checksum_type", 1, FB_OK, "1 (MD5)");
+    else if (hd->checksum_type == FB_CHECKSUM_MD5_GS2)
+        fb_report_warn(r, "checksum_type",
+                       "0: not what Quectel's GS3 tool writes (1); the GS2 tool's reading, "
+                       "the trailer is checked as MD5");
+    else
+        fb_report_add(r, "checksum_type", 0, FB_ERR_PACKAGE,
+                      "%u: unknown; Quectel's GS3 tool writes 1 (MD5 trailer)",
+                      hd->checksum_type);
     int special_ok = (hd->special & ~FB_SPECIAL_KNOWN_BITS) == 0;
     fb_report_add(r, "special", special_ok, FB_ERR_PACKAGE, "0x%X (%s)%s", hd->special,
                   hd->special == 0                        ? "none"
@@ -217,18 +225,21 @@ done:
 typedef struct file_ctx {
     int fd;
     const char *path;
+    const fb_cancel *cancel; /* verifying a large build reads it all again */
 } file_ctx;
 
 static fb_status file_read_at(void *ctx, uint64_t off, void *buf, size_t n, fb_error *err)
 {
     file_ctx *f = ctx;
+    if (fb_cancelled(f->cancel, err))
+        return FB_ERR_CANCELLED;
     return fb_pread_full(f->fd, buf, n, off, f->path, err);
 }
 
 fb_status fb_package_check_file(const char *path, const fb_model *model, fb_package_info *info,
                                 fb_report *report, fb_error *err)
 {
-    file_ctx f = {.path = path};
+    file_ctx f = {.path = path, .cancel = NULL};
     uint64_t size;
     fb_status st = fb_open_regular(path, &f.fd, &size, err);
     if (st != FB_OK)
@@ -263,8 +274,8 @@ fb_status fb_package_check_buffer(const uint8_t *data, size_t len, const fb_mode
 }
 
 fb_status fb_package_build(const char *app_path, const char *out_path, const fb_model *model,
-                           fb_image_type type, uint32_t special, fb_package_info *info,
-                           fb_error *err)
+                           fb_image_type type, uint32_t special, const fb_cancel *cancel,
+                           fb_package_info *info, fb_report *report, fb_error *err)
 {
     if (type != FB_IMAGE_APP)
         return fb_error_set(err, FB_ERR_UNSUPPORTED, "image type %d refused: %s", (int)type,
@@ -287,6 +298,8 @@ fb_status fb_package_build(const char *app_path, const char *out_path, const fb_
     fb_app_info app;
 
     size_t n = app_size < FB_GFH_SIZE ? (size_t)app_size : FB_GFH_SIZE;
+    if ((st = fb_refuse_same_file(fd, app_path, out_path, err)) != FB_OK)
+        goto out;
     if ((st = fb_pread_full(fd, app_hdr, n, 0, app_path, err)) != FB_OK)
         goto out;
     if ((st = fb_app_image_check(app_hdr, n, app_size, model, &app, NULL, err)) != FB_OK)
@@ -300,7 +313,7 @@ fb_status fb_package_build(const char *app_path, const char *out_path, const fb_
         st = md5 ? fb_error_set(err, FB_ERR_NOMEM, "out of memory") : (err ? err->code : FB_ERR_NOMEM);
         goto out;
     }
-    if ((st = fb_atomic_open(&out, out_path, err)) != FB_OK)
+    if ((st = fb_atomic_open(&out, out_path, cancel, err)) != FB_OK)
         goto out;
     if ((st = fb_md5_update(md5, hdr, sizeof hdr, err)) != FB_OK ||
         (st = fb_atomic_write(&out, hdr, sizeof hdr, err)) != FB_OK)
@@ -323,9 +336,9 @@ fb_status fb_package_build(const char *app_path, const char *out_path, const fb_
     /* Verify what was written before it gets its name: a package that fails its own
      * check must never reach a server. */
     {
-        file_ctx f = {out.fd, out.tmp_path};
+        file_ctx f = {out.fd, out.tmp_path, cancel};
         fb_source src = {file_read_at, &f, FB_PKG_HEADER_SIZE + (uint64_t)payload + FB_MD5_LEN};
-        if ((st = fb_package_check(&src, app.model, info, NULL, err)) != FB_OK)
+        if ((st = fb_package_check(&src, app.model, info, report, err)) != FB_OK)
             goto out;
     }
     st = fb_atomic_commit(&out, err);

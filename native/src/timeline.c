@@ -315,7 +315,7 @@ fb_status fb_timeline_write_jsonl(fb_timeline *tl, const char *path, uint64_t fr
 
     fb_atomic_file f;
     out_buf *b = malloc(sizeof *b);
-    fb_status st = b ? fb_atomic_open(&f, path, err)
+    fb_status st = b ? fb_atomic_open(&f, path, NULL, err)
                      : fb_error_set(err, FB_ERR_NOMEM, "out of memory exporting events");
     if (st == FB_OK) {
         b->f = &f;

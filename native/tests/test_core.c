@@ -85,11 +85,11 @@ static void test_image_and_package(const char *dir)
 
     fb_error err;
     fb_app_info info;
-    CHECK_EQ_INT(fb_app_image_wrap(raw, m66, app, &info, &err), FB_OK);
+    CHECK_EQ_INT(fb_app_image_wrap(raw, m66, app, NULL, &info, NULL, &err), FB_OK);
     CHECK_EQ_INT(info.file_length, sizeof code + 64);
     CHECK(info.model == m66);
     /* Wrapping an image again is refused: it would nest two headers. */
-    CHECK_EQ_INT(fb_app_image_wrap(app, m66, pkg, &info, &err), FB_ERR_IMAGE);
+    CHECK_EQ_INT(fb_app_image_wrap(app, m66, pkg, NULL, &info, NULL, &err), FB_ERR_IMAGE);
     CHECK(access(pkg, F_OK) != 0);
 
     fb_report report;
@@ -102,9 +102,9 @@ static void test_image_and_package(const char *dir)
     CHECK_CONTAINS(err.message, "M66");
 
     fb_package_info pinfo;
-    CHECK_EQ_INT(fb_package_build(app, pkg, NULL, FB_IMAGE_APP, 0, &pinfo, &err), FB_OK);
+    CHECK_EQ_INT(fb_package_build(app, pkg, NULL, FB_IMAGE_APP, 0, NULL, &pinfo, NULL, &err), FB_OK);
     CHECK_EQ_INT(pinfo.file_size, 80 + 1068 + 16); /* 1065 rounded up to 1068 */
-    CHECK_EQ_INT(fb_package_build(app, pkg, NULL, FB_IMAGE_CORE, 0, &pinfo, &err),
+    CHECK_EQ_INT(fb_package_build(app, pkg, NULL, FB_IMAGE_CORE, 0, NULL, &pinfo, NULL, &err),
                  FB_ERR_UNSUPPORTED);
     fb_report_init(&report);
     CHECK_EQ_INT(fb_package_check_file(pkg, m66, &pinfo, &report, &err), FB_OK);

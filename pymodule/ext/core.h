@@ -55,14 +55,32 @@ static inline int core_interpreter_alive(void)
 #endif
 }
 
-/* Raise the exception for err; returns NULL for `return core_raise(...)`. */
+/* Raise the exception for err; returns NULL for `return core_raise(...)`. A
+ * FB_ERR_CANCELLED with a Python exception pending (a signal handler's, e.g.
+ * KeyboardInterrupt) keeps that exception. */
 PyObject *core_raise(PyObject *module, const fb_error *err);
+
+/* A long C operation run without the GIL, stoppable by signals: between chunks the C
+ * side calls cancel.stop, which takes the GIL back for PyErr_CheckSignals (Ctrl-C, or
+ * a Python handler that raises) and releases it again.
+ *
+ *     core_unlocked u;
+ *     core_unlock(&u);            // Py_BEGIN_ALLOW_THREADS
+ *     st = fb_something(..., &u.cancel, ...);
+ *     core_relock(&u);            // Py_END_ALLOW_THREADS
+ */
+typedef struct core_unlocked {
+    PyThreadState *save;
+    fb_cancel cancel;
+} core_unlocked;
+void core_unlock(core_unlocked *u);
+void core_relock(core_unlocked *u);
 
 /* Model argument: None or "auto" -> NULL (detect), else a known name. Returns 0 on
  * success, -1 with ArgumentError set. */
 int core_model_arg(PyObject *module, PyObject *arg, const fb_model **out);
 
-/* The report as a tuple of (name, ok, code_name, detail) tuples. */
+/* The report as a tuple of (name, ok, code_name, detail, level) tuples. */
 PyObject *core_report_to_tuple(const fb_report *report);
 
 int core_add_exceptions(PyObject *module);

@@ -154,10 +154,33 @@ int core_traverse_state(core_state *st, visitproc visit, void *arg)
     return 0;
 }
 
+static int stop_on_signal(void *ctx)
+{
+    core_unlocked *u = ctx;
+    PyEval_RestoreThread(u->save);
+    int stop = PyErr_CheckSignals() < 0;
+    u->save = PyEval_SaveThread();
+    return stop;
+}
+
+void core_unlock(core_unlocked *u)
+{
+    u->cancel.stop = stop_on_signal;
+    u->cancel.ctx = u;
+    u->save = PyEval_SaveThread();
+}
+
+void core_relock(core_unlocked *u)
+{
+    PyEval_RestoreThread(u->save);
+}
+
 PyObject *core_raise(PyObject *module, const fb_error *err)
 {
     if (err->code == FB_ERR_NOMEM)
         return PyErr_NoMemory();
+    if (err->code == FB_ERR_CANCELLED && PyErr_Occurred())
+        return NULL;
     core_state *st = core_get_state(module);
     PyObject *cls = st->error;
     for (size_t i = 0; i < N_EXC; i++)
@@ -195,7 +218,7 @@ int core_model_arg(PyObject *module, PyObject *arg, const fb_model **out)
     if (arg == NULL || arg == Py_None)
         return 0;
     if (!PyUnicode_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "model must be a str (M66, MC60, MC60E, M26 or auto)");
+        PyErr_SetString(PyExc_TypeError, "model must be a str (a name from models(), or auto)");
         return -1;
     }
     const char *name = PyUnicode_AsUTF8(arg);
@@ -207,7 +230,8 @@ int core_model_arg(PyObject *module, PyObject *arg, const fb_model **out)
     if (!*out) {
         fb_error err;
         fb_error_set(&err, FB_ERR_ARG,
-                     "unknown module model '%.40s': use M66, MC60, MC60E, M26 or auto", name);
+                     "unknown module model '%.40s': use one of `fotabench models`, or auto",
+                     name);
         core_raise(module, &err);
         return -1;
     }
@@ -223,8 +247,9 @@ PyObject *core_report_to_tuple(const fb_report *report)
         const fb_check *c = &report->checks[i];
         PyObject *detail = PyUnicode_DecodeUTF8(c->detail, (Py_ssize_t)strlen(c->detail),
                                                 "backslashreplace");
-        PyObject *item = detail ? Py_BuildValue("(sOsN)", c->name, c->ok ? Py_True : Py_False,
-                                                fb_status_name(c->code), detail)
+        const char *level = !c->ok ? "failed" : c->warning ? "warning" : "ok";
+        PyObject *item = detail ? Py_BuildValue("(sOsNs)", c->name, c->ok ? Py_True : Py_False,
+                                                fb_status_name(c->code), detail, level)
                                 : NULL;
         if (!item) {
             Py_DECREF(t);

@@ -25,6 +25,10 @@ static PyObject *package_fields(const fb_package_info *p)
         app);
 }
 
+static PyObject *inspect_result(PyObject *module, fb_status st, int strict,
+                                const fb_package_info *info, const fb_report *report,
+                                const fb_error *err);
+
 static PyObject *package_build(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"app", "out", "model", "special", "image_type", NULL};
@@ -41,13 +45,19 @@ static PyObject *package_build(PyObject *module, PyObject *args, PyObject *kwarg
     PyObject *result = NULL;
     if (core_model_arg(module, model_arg, &model) == 0) {
         fb_package_info info;
+        fb_report report;
         fb_error err;
         fb_status st;
-        Py_BEGIN_ALLOW_THREADS
+        core_unlocked u;
+        fb_report_init(&report);
+        core_unlock(&u);
         st = fb_package_build(PyBytes_AS_STRING(app), PyBytes_AS_STRING(out), model,
-                              (fb_image_type)image_type, special, &info, &err);
-        Py_END_ALLOW_THREADS
-        result = st == FB_OK ? package_fields(&info) : core_raise(module, &err);
+                              (fb_image_type)image_type, special, &u.cancel, &info, &report,
+                              &err);
+        core_relock(&u);
+        /* What this call wrote, as verified before the rename: never re-read from out. */
+        result = st == FB_OK ? inspect_result(module, st, 0, &info, &report, &err)
+                             : core_raise(module, &err);
     }
     Py_DECREF(app);
     Py_DECREF(out);
@@ -122,8 +132,9 @@ static PyObject *package_inspect_bytes(PyObject *module, PyObject *args, PyObjec
 
 PyMethodDef core_package_methods[] = {
     {"package_build", (PyCFunction)(void (*)(void))package_build, METH_VARARGS | METH_KEYWORDS,
-     "package_build(app, out, model=None, special=0, image_type=0) -> fields\n\nPackage an app "
-     "image; out appears only when complete and verified."},
+     "package_build(app, out, model=None, special=0, image_type=0) -> (fields, checks)\n\n"
+     "Package an app image; out appears only when complete and verified, and the result is "
+     "that verification of what this call wrote. Ctrl-C stops it, leaving no file."},
     {"package_inspect", (PyCFunction)(void (*)(void))package_inspect,
      METH_VARARGS | METH_KEYWORDS,
      "package_inspect(path, model=None, strict=False) -> (fields, checks)\n\nEvery check of "

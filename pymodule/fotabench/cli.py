@@ -1,6 +1,8 @@
 """The `fotabench` command line.
 
-Exit codes: 0 ok, 1 a check failed (or the operation did), 2 usage error.
+Exit codes: 0 ok, 1 a check failed (or the operation did), 2 usage or input error
+(a bad argument, an unusable input such as a closed standard input), 130 interrupted
+(Ctrl-C), 128+N ended by signal N (SIGTERM 143, SIGHUP 129) after cleaning up.
 Errors go to stderr as one line: ``fotabench: error: <what and what to do>``.
 """
 from __future__ import annotations
@@ -20,12 +22,33 @@ if TYPE_CHECKING:
 
 # The Python layer is imported inside each command, so a command such as `md5` starts
 # without it (start-up counts against `openssl dgst` in bench/perf/md5_throughput.py).
-MODEL_NAMES = [name for name, _, _ in _core.models()]
+MODEL_NAMES = list(dict.fromkeys(m[0] for m in _core.models() if m[0]))
 MODEL_CHOICES = MODEL_NAMES + ["auto"]
 
 
 class CheckFailed(Exception):
     """Raised by a command whose checks failed after it printed its report."""
+
+
+class InputError(Exception):
+    """A usage or input problem found by a command (exit 2), with its one-line reason."""
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP while a file command runs: unwinds like Ctrl-C, so a build in
+    progress removes its temporary file, then exits 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated(signum)
+
+
+# Commands that write files: a signal must not leave a temporary file behind.
+FILE_COMMANDS = ("app", "package", "inspect", "md5")
 
 
 def _model_type(value: str) -> str:
@@ -34,6 +57,16 @@ def _model_type(value: str) -> str:
             return name
     raise argparse.ArgumentTypeError(
         f"unknown model {value!r} (choose from {', '.join(MODEL_CHOICES)})")
+
+
+def _address(value: str) -> int:
+    try:
+        n = int(value, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an address: {value!r} (e.g. 0x10270000)") from None
+    if not 0 <= n <= 0xFFFFFFFF:
+        raise argparse.ArgumentTypeError(f"{value}: a load address is 32 bits")
+    return n
 
 
 def _print_json(obj) -> None:
@@ -51,6 +84,8 @@ def _hexify(fields: dict) -> dict:
             shown[key] = f"0x{value:X}"
         elif isinstance(value, bytes):
             shown[key] = value.decode("ascii", "backslashreplace")
+        elif isinstance(value, tuple):
+            shown[key] = ", ".join(map(str, value)) or "none"
         else:
             shown[key] = value
     return shown
@@ -68,10 +103,24 @@ def _print_report(title: str, fields: dict, checks: Sequence[Check]) -> None:
             print(f"    {k:<18} {v}")
     print("checks")
     for c in checks:
-        print(f"  {'ok' if c.ok else 'FAILED':<7} {c.name:<18} {c.detail}")
+        shown = {"ok": "ok", "warning": "warning"}.get(c.level, "FAILED")
+        print(f"  {shown:<7} {c.name:<18} {c.detail}")
     failed = [c for c in checks if not c.ok]
-    print(f"{len(checks) - len(failed)} checks ok, {len(failed)} FAILED" if failed
-          else f"all {len(checks)} checks ok")
+    warned = [c for c in checks if c.level == "warning"]
+    summary = (f"{len(checks) - len(failed)} checks ok, {len(failed)} FAILED" if failed
+               else f"all {len(checks)} checks ok")
+    if warned:
+        summary += f", {len(warned)} warning{'s' if len(warned) > 1 else ''}"
+    print(summary)
+
+
+def _model_shown(model: str | None, candidates: Sequence[str]) -> str:
+    """The model, or every candidate when the load address names several."""
+    if model:
+        return model
+    if candidates:
+        return " or ".join(candidates) + " (name one with --model)"
+    return "unknown model"
 
 
 def _jsonable(obj):
@@ -85,8 +134,9 @@ def _jsonable(obj):
 def cmd_app_wrap(args) -> None:
     from .image import AppImage
     if args.model == "auto":
-        raise _core.ArgumentError("app wrap needs --model M66, MC60, MC60E or M26")
-    img = AppImage.wrap(args.raw, args.output, model=args.model)
+        raise _core.ArgumentError("app wrap needs --model " + ", ".join(MODEL_NAMES))
+    img = AppImage.wrap(args.raw, args.output, model=args.model,
+                        load_address=args.load_address)
     print(f"{img.path}: {img.size} bytes, {img.model} app at 0x{img.load_address:08X}")
 
 
@@ -114,8 +164,10 @@ def cmd_package(args) -> None:
     pkg = Package.build(args.app, out, model=args.model, special=args.special,
                         image_type=args.type)
     app_len = pkg.app["file_length"] if pkg.app else "?"
-    print(f"{pkg.path}: {pkg.size} bytes, {pkg.model} app of {app_len} bytes, "
-          f"special {args.special}, md5 {pkg.md5}")
+    print(f"{pkg.path}: {pkg.size} bytes, {_model_shown(pkg.model, pkg.candidates)} app of "
+          f"{app_len} bytes, special {args.special}, md5 {pkg.md5}")
+    for c in pkg.warnings:
+        print(f"fotabench: warning: {c.name}: {c.detail}", file=sys.stderr)
 
 
 def cmd_inspect(args) -> None:
@@ -136,12 +188,19 @@ def _md5sum_name(name: str) -> tuple[str, str]:
     return "", name
 
 
+def _stdin_fd() -> int:
+    # `fotabench md5 - <&-`: Python then has no sys.stdin at all.
+    if sys.stdin is None:
+        raise InputError("standard input is closed: nothing to read for '-'")
+    return sys.stdin.fileno()
+
+
 def cmd_md5(args) -> None:
     failed = False
     for name in args.files:
         try:
             if name == "-":
-                digest = _core.md5_fd(sys.stdin.buffer.fileno()).hex()
+                digest = _core.md5_fd(_stdin_fd()).hex()
             else:
                 digest = _core.md5_file(name).hex()
         except _core.FotabenchError as e:
@@ -173,9 +232,24 @@ def cmd_url_ftp(args) -> None:
                              password=args.password), args.json)
 
 
+def _undecodable(text: str) -> str | None:
+    """Why a command-line string holds bytes that are not UTF-8 (Python keeps them as
+    surrogates), or None."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raw = text[e.start:e.end].encode("utf-8", "surrogateescape")
+        return f"byte 0x{raw[0]:02x} at position {e.start} is not valid UTF-8"
+    return None
+
+
 def cmd_url_check(args) -> None:
     from .url import ModuleUrl
+    bad = _undecodable(args.url)
     try:
+        if bad:
+            # Before the parser: it takes text. The module's URL is ASCII anyway.
+            raise _core.UrlError(f"{bad}: a module URL is ASCII")
         u = ModuleUrl.parse(args.url)
     except _core.UrlError as e:
         if args.json:
@@ -194,13 +268,22 @@ def cmd_url_check(args) -> None:
 
 def cmd_models(args) -> None:
     from .image import models
-    rows = [m._asdict() for m in models()]
+    rows = models()
     if args.json:
-        _print_json(rows)
+        _print_json([m._asdict() for m in rows])
         return
-    for m in models():
-        print(f"{m.name:<6} load 0x{m.load_address:08X}  region {m.region_size} bytes "
-              f"({m.region_size // 1024} KiB)")
+    print("model  load address  app region              evidence")
+    for m in rows:
+        region = (f"0x{m.region_size:05X} ({m.region_size // 1024} KiB)" if m.region_size
+                  else "unknown")
+        print(f"{m.name or '?':<6} 0x{m.load_address:08X}    {region:<23} {m.evidence}: "
+              f"{m.source}")
+    print("An address may name several models and a model may have several addresses; "
+          "name the model with --model where it matters.")
+
+
+_MODEL_HELP = (f"{', '.join(MODEL_NAMES)} or auto (default: every model the load address "
+               "names; an address may name several)")
 
 
 def _add_app(sub: argparse._SubParsersAction) -> None:
@@ -208,12 +291,15 @@ def _add_app(sub: argparse._SubParsersAction) -> None:
     app_sub = app.add_subparsers(dest="app_command", required=True, metavar="ACTION")
     w = app_sub.add_parser("wrap", help="prepend a GFH header to a raw binary")
     w.add_argument("raw", help="raw application binary")
-    w.add_argument("--model", type=_model_type, required=True, help="M66, MC60, MC60E, M26")
+    w.add_argument("--model", type=_model_type, required=True, help=", ".join(MODEL_NAMES))
+    w.add_argument("--load-address", type=_address, default=None,
+                   help="another app address of the model (e.g. 0x10270000 for an M26 "
+                        "variant); default: its usual one (see `fotabench models`)")
     w.add_argument("-o", "--output", required=True, help="app image to write")
     w.set_defaults(func=cmd_app_wrap)
     i = app_sub.add_parser("inspect", help="decode and check an app image")
     i.add_argument("image")
-    i.add_argument("--model", type=_model_type, default="auto")
+    i.add_argument("--model", type=_model_type, default="auto", help=_MODEL_HELP)
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=cmd_app_inspect)
 
@@ -223,7 +309,7 @@ def _add_package(sub: argparse._SubParsersAction) -> None:
     pk.add_argument("app", help="app image (with its GFH header)")
     pk.add_argument("-o", "--output", help="package to write (default: "
                     "<app>_Upgrade_Package.bin beside the app)")
-    pk.add_argument("--model", type=_model_type, default="auto")
+    pk.add_argument("--model", type=_model_type, default="auto", help=_MODEL_HELP)
     pk.add_argument("--special", choices=["none", "clear-nvram", "format-fs"], default="none")
     pk.add_argument("--type", choices=["app", "core"], default="app",
                     help="image type; only app is accepted by OpenCPU FOTA")
@@ -233,7 +319,7 @@ def _add_package(sub: argparse._SubParsersAction) -> None:
 def _add_inspect(sub: argparse._SubParsersAction) -> None:
     ins = sub.add_parser("inspect", help="decode and verify a FOTA package")
     ins.add_argument("package")
-    ins.add_argument("--model", type=_model_type, default="auto")
+    ins.add_argument("--model", type=_model_type, default="auto", help=_MODEL_HELP)
     ins.add_argument("--json", action="store_true", help="machine-readable output")
     ins.set_defaults(func=cmd_inspect)
 
@@ -313,19 +399,54 @@ def main(argv: Sequence[str] | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(words[0] if words and words[0] in COMMANDS else None)
     args = parser.parse_args(words)
+    if args.command in FILE_COMMANDS and argv is None:
+        import signal
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _raise_terminated)
     try:
         rc = args.func(args)   # a command may return its own exit code (station check: 2)
+        sys.stdout.flush()  # a full disk or closed pipe shows here, not at exit
     except CheckFailed:
         return 1
+    except InputError as e:
+        print(f"fotabench: error: {e}", file=sys.stderr)
+        return 2
+    except _core.ArgumentError as e:
+        print(f"fotabench: error: {e.message}", file=sys.stderr)
+        return 2
     except _core.FotabenchError as e:
         print(f"fotabench: error: {e.message}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # `fotabench md5 ... | head`: not an error of ours.
+        _stdout_to_devnull()
+        return 1
+    except OSError as e:
+        if e.filename is not None:
+            print(f"fotabench: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
+            return 1
+        # Writing the output failed (`> /dev/full`): say so in one line.
+        _stdout_to_devnull()
+        print(f"fotabench: error: writing the output failed: {e.strerror or e}",
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("fotabench: interrupted", file=sys.stderr)
+        return 130
+    except Terminated as t:
+        print(f"fotabench: stopped by signal {t.signum}", file=sys.stderr)
+        return 128 + t.signum
+    return rc if isinstance(rc, int) else 0
+
+
+def _stdout_to_devnull() -> None:
+    """So that the interpreter's own flush at exit does not fail (and print) again."""
+    try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-        return 1
-    return rc if isinstance(rc, int) else 0
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 if __name__ == "__main__":

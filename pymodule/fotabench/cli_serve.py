@@ -33,6 +33,14 @@ def _port(value: str) -> int:
     return port
 
 
+def _module_name(value: str) -> str:
+    from .server.core import check_module_name
+    try:
+        return check_module_name(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _fault(value: str) -> Fault:
     from .server import Fault  # imported here: the servers load only for `serve`
     try:
@@ -69,6 +77,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if http is None and ftp is None:
         http = ftp = 0
     timeline = Timeline() if args.timeline else None
+    if args.timeline:
+        # Found out now, not at exit when the records would be lost with it.
+        try:
+            with open(args.timeline, "a"):
+                pass
+        except OSError as e:
+            print(f"fotabench: error: serve: cannot write the timeline to {args.timeline}: "
+                  f"{e.strerror or e}", file=sys.stderr)
+            raise SystemExit(2) from None
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -133,7 +150,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     s.add_argument("--host", help="address written in URLs (default: --bind)")
     s.add_argument("--user", default="fotabench", help="FTP user (max 19 characters)")
     s.add_argument("--password", default="fotabench", help="FTP password")
-    s.add_argument("--module", action="append", metavar="NAME",
+    s.add_argument("--module", action="append", metavar="NAME", type=_module_name,
                    help="also serve per-module paths /m/NAME/... (repeatable)")
     s.add_argument("--fault", action="append", type=_fault, metavar="SPEC",
                    help="inject a fault (repeatable), see below")

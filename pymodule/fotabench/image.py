@@ -11,24 +11,45 @@ from .checks import Check, Checked, to_checks
 
 
 class Model(NamedTuple):
-    """A module profile: where its app region starts and how large it is."""
+    """One app region a module model was seen to use (opencpu-fota.md §6): a model may
+    have several rows (the M26 loads at 0x1021B000 or 0x10270000), an address may have
+    several models (MC60 and MC20 share 0x102DB000).
 
-    name: str
+    ``name`` is None for an address seen in a single source that does not record the
+    model; ``region_size`` is 0 where no linker script says it; ``evidence`` is
+    ``'linker-scripts'`` (the SDKs' linker scripts) or ``'seen-once'``; ``source`` says
+    where the row comes from."""
+
+    name: str | None
     load_address: int
     region_size: int
+    evidence: str = "linker-scripts"
+    source: str = ""
 
 
 def models() -> tuple[Model, ...]:
-    """Known module profiles.
+    """Every known (model, app address) row, from the C core's table.
 
-    >>> [m.name for m in models()]
-    ['M66', 'MC60', 'MC60E', 'M26']
+    >>> sorted({m.name for m in models() if m.name})
+    ['M26', 'M66', 'MC20', 'MC60', 'MC60E']
     """
     return tuple(Model(*m) for m in _core.models())
 
 
+def model_names() -> tuple[str, ...]:
+    """The names ``model=`` accepts (besides ``'auto'``), in table order."""
+    seen: dict[str, None] = {}
+    for m in _core.models():
+        if m[0]:
+            seen.setdefault(m[0])
+    return tuple(seen)
+
+
 def _model_arg(model: str | Model | None) -> str | None:
     if isinstance(model, Model):
+        if model.name is None:
+            raise _core.ArgumentError(
+                f"the row at 0x{model.load_address:08X} names no model: pass a model name")
         return model.name
     return model
 
@@ -37,9 +58,11 @@ def _model_arg(model: str | Model | None) -> str | None:
 class AppImage(Checked):
     """An app image file and what its header says.
 
-    ``checks`` holds every check that ran; ``ok`` is True when all passed.
-    ``model`` is the module model the image was checked against (detected from
-    the load address unless one was given).
+    ``checks`` holds every check that ran; ``ok`` is True when none failed
+    (``warnings`` may still say something). ``model`` is the module model the image was
+    checked against: the one given, or the only one its load address names; None when
+    the address names several (``candidates``, e.g. ``('MC60', 'MC20')``: pass
+    ``model=`` to choose) or none.
     """
 
     path: Path
@@ -47,6 +70,7 @@ class AppImage(Checked):
     load_address: int
     file_length: int
     model: str | None
+    candidates: tuple[str, ...]
     fields: dict[str, Any] = field(repr=False)
     checks: tuple[Check, ...] = field(repr=False)
 
@@ -58,6 +82,7 @@ class AppImage(Checked):
             load_address=fields["load_address"],
             file_length=fields["file_length"],
             model=fields["model"],
+            candidates=tuple(fields["candidates"]),
             fields=fields,
             checks=to_checks(checks),
         )
@@ -81,14 +106,22 @@ class AppImage(Checked):
 
     @classmethod
     def wrap(cls, raw: str | os.PathLike, out: str | os.PathLike,
-             model: str | Model) -> "AppImage":
+             model: str | Model, load_address: int | None = None) -> "AppImage":
         """Prepend a correct GFH header for ``model`` to a raw binary (what Quectel's
-        Windows GFH generator does). ``out`` appears only when complete."""
+        Windows GFH generator does). The header gets the model's usual load address,
+        or ``load_address`` (another address of that model, e.g. the M26's
+        0x10270000; a ``Model`` row brings its own). ``out`` appears only when
+        complete."""
         name = _model_arg(model)
         if name is None or name.lower() == "auto":
-            raise _core.ArgumentError("wrapping needs an explicit model: M66, MC60, MC60E or M26")
-        _core.app_wrap(raw, out, name)
-        return cls.open(out, model)
+            raise _core.ArgumentError(
+                "wrapping needs an explicit model: " + ", ".join(model_names()))
+        if load_address is None and isinstance(model, Model):
+            load_address = model.load_address
+        # The check of what this call wrote, not a re-read of out (another writer may
+        # have replaced it since).
+        fields, checks = _core.app_wrap(raw, out, name, load_address)
+        return cls._from(out, fields, checks)
 
     @staticmethod
     def header(load_address: int, file_length: int) -> bytes:

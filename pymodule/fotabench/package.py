@@ -42,7 +42,9 @@ class Package(Checked):
     """A FOTA package file and everything checked about it.
 
     ``md5`` is the digest stored in the trailer (hex); ``app`` the embedded app
-    image's header fields; ``checks`` every check that ran.
+    image's header fields; ``checks`` every check that ran (``ok`` when none failed;
+    ``warnings`` lists what passed but is worth knowing, such as a checksum type 0).
+    ``model`` and ``candidates`` are the embedded app's, as in ``AppImage``.
     """
 
     path: Path
@@ -51,6 +53,7 @@ class Package(Checked):
     special: Special
     md5: str | None
     model: str | None
+    candidates: tuple[str, ...]
     fields: dict[str, Any] = field(repr=False)
     checks: tuple[Check, ...] = field(repr=False)
 
@@ -69,6 +72,7 @@ class Package(Checked):
             special=Special(special) if (special & ~3) == 0 else special,
             md5=fields["md5"],
             model=app["model"] if app else None,
+            candidates=tuple(app["candidates"]) if app else (),
             fields=fields,
             checks=to_checks(checks),
         )
@@ -87,8 +91,11 @@ class Package(Checked):
             raise _core.ArgumentError(
                 f"unknown image type {image_type!r}: use app (core and core-delta are "
                 "refused by OpenCPU FOTA)") from None
-        _core.package_build(app, out, _model_arg(model), int(Special.parse(special)), type_code)
-        return cls.open(out, model)
+        # The verification of what this call wrote, before the rename: re-opening out
+        # could report another writer's package.
+        fields, checks = _core.package_build(app, out, _model_arg(model),
+                                             int(Special.parse(special)), type_code)
+        return cls._from(out, fields, checks)
 
     @classmethod
     def open(cls, path: str | os.PathLike, model: str | Model | None = "auto") -> "Package":

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from ._core import ArgumentError
+
 __all__ = ["VirtualModule", "SimError", "sim_binary"]
 
 _ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +53,35 @@ def _child_env() -> dict:
     return env
 
 
+def _number(option: str, value, kind, minimum, what: str):
+    try:
+        n = kind(value)
+    except (TypeError, ValueError):
+        raise ArgumentError(f"--{option} {value!r}: not a number ({what})") from None
+    if not (n >= minimum) or n in (float("inf"), float("-inf")):  # also refuses NaN
+        raise ArgumentError(f"--{option} {value!r}: must be {what}")
+    return n
+
+
+def _check_board_values(*, link_rate, latency_ms, wdt_timeout, http_timeout, ftp_retry_ms,
+                        flash_rate, boot_timing) -> None:
+    """The board program's own limits (firmware/sim/board.c), checked before it starts."""
+    if link_rate is not None and str(link_rate) != "unlimited":
+        _number("link-rate", link_rate, float, 100, "at least 100 bits/s, or 'unlimited'")
+    if latency_ms is not None:
+        _number("latency-ms", latency_ms, int, 0, "0 or more milliseconds")
+    if wdt_timeout is not None:
+        _number("wdt-timeout", wdt_timeout, float, 0, "0 (no chip) or more seconds")
+    if http_timeout is not None:
+        _number("http-timeout", http_timeout, int, 1, "at least 1 second")
+    if ftp_retry_ms is not None:
+        _number("ftp-retry-ms", ftp_retry_ms, int, 0, "0 or more milliseconds")
+    if flash_rate is not None:
+        _number("flash-rate", flash_rate, float, 0, "0 (instant) or more bytes/s")
+    if boot_timing is not None and boot_timing not in ("real", "fast"):
+        raise ArgumentError(f"--boot-timing {boot_timing!r}: use real or fast")
+
+
 def board_args(app: Optional[PathLike], state: PathLike, *, boot_timing: Optional[str] = None,
                link_rate: Union[int, str, None] = None, latency_ms: Optional[int] = None,
                attach_fail: bool = False, pdp_fail: bool = False,
@@ -59,7 +90,16 @@ def board_args(app: Optional[PathLike], state: PathLike, *, boot_timing: Optiona
                power: Optional[bool] = None, reflash: bool = False,
                model: Optional[str] = None, package_check: Optional[str] = None,
                ftp_short_url: Optional[str] = None, imei: Optional[str] = None) -> list:
-    """Command-line options of the board program (None = its default)."""
+    """Command-line options of the board program (None = its default). A value the
+    board would refuse raises ArgumentError naming the option (the board itself only
+    prints its usage), as does a state directory whose parent does not exist."""
+    _check_board_values(link_rate=link_rate, latency_ms=latency_ms, wdt_timeout=wdt_timeout,
+                        http_timeout=http_timeout, ftp_retry_ms=ftp_retry_ms,
+                        flash_rate=flash_rate, boot_timing=boot_timing)
+    parent = os.path.dirname(os.path.abspath(os.fspath(state)))
+    if not os.path.isdir(parent):
+        raise ArgumentError(f"state directory {os.fspath(state)}: its parent {parent} does "
+                            "not exist (the board creates the state directory, not its parents)")
     args = ["--state", os.fspath(state)]
     if app is not None:
         args += ["--app", os.fspath(app)]

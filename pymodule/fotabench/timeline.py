@@ -19,6 +19,7 @@ add their events to it from the C core's threads; Python code adds its own::
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,9 +43,8 @@ class Event:
 
     def to_json(self) -> str:
         """The event as one JSON line (without the newline), as in the export."""
-        return json.dumps({"seq": self.seq, "t_ns": self.t_ns, "source": self.source,
-                           "kind": self.kind, "data": self.data},
-                          ensure_ascii=False, separators=(",", ":"))
+        return _dumps({"seq": self.seq, "t_ns": self.t_ns, "source": self.source,
+                       "kind": self.kind, "data": self.data})
 
 
 def _event(raw: tuple[int, int, str, str, str]) -> Event:
@@ -52,10 +52,27 @@ def _event(raw: tuple[int, int, str, str, str]) -> Event:
     return Event(seq, t_ns, source, kind, json.loads(data))
 
 
+def _finite(value: Any) -> Any:
+    """NaN and infinities as the strings JSON has no numbers for ("NaN", "Infinity")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _dumps(data: dict[str, Any]) -> str:
     # default=str: paths, enums and exceptions land as text rather than failing a test
-    # at the moment it records what went wrong.
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+    # at the moment it records what went wrong. allow_nan=False: a bare NaN is not JSON
+    # (jq and every strict reader refuse the line), so non-finite floats become strings.
+    try:
+        return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str,
+                          allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(data), ensure_ascii=False, separators=(",", ":"),
+                          default=str, allow_nan=False)
 
 
 class Timeline:

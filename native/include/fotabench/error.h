@@ -26,7 +26,8 @@ typedef enum fb_status {
     FB_ERR_TIMEOUT = -11,    /* a bench wait ran out (absolute or inactivity timeout) */
     FB_ERR_CLOSED = -12,     /* port/line/connection closed or gone (unplugged, peer exited) */
     FB_ERR_LOST = -13,       /* data or events were lost (buffer overflow, sequence gap) */
-    FB_ERR_PROTOCOL = -14    /* the other side answered something the protocol does not allow */
+    FB_ERR_PROTOCOL = -14,   /* the other side answered something the protocol does not allow */
+    FB_ERR_CANCELLED = -15   /* stopped because the caller asked (fb_cancel: a signal) */
 } fb_status;
 
 #define FB_ERROR_MSG_MAX 400
@@ -35,6 +36,17 @@ typedef struct fb_error {
     fb_status code;
     char message[FB_ERROR_MSG_MAX];
 } fb_error;
+
+/* Asked between chunks of a long operation (building a package, wrapping an image):
+ * nonzero stops it; it cleans up (no temporary file left) and returns FB_ERR_CANCELLED
+ * with the message set by whoever stopped it, if any. NULL = never stop. */
+typedef struct fb_cancel {
+    int (*stop)(void *ctx);
+    void *ctx;
+} fb_cancel;
+
+/* 1 when cancel asks to stop (err set to FB_ERR_CANCELLED), else 0. */
+int fb_cancelled(const fb_cancel *cancel, fb_error *err);
 
 /* Short stable name of a status, e.g. "FB_ERR_CHECKSUM". */
 const char *fb_status_name(fb_status code);

@@ -25,7 +25,8 @@ void fb_md5_free(fb_md5 *md5);
 
 /* Digest of everything readable from fd until EOF. */
 fb_status fb_md5_fd(int fd, uint8_t out[FB_MD5_LEN], fb_error *err);
-/* Digest of a whole file; path "-" is not special here (callers decide). */
+/* Digest of a whole regular file (a FIFO or device is refused at once, without
+ * blocking in open); path "-" is not special here (callers decide). */
 fb_status fb_md5_file(const char *path, uint8_t out[FB_MD5_LEN], fb_error *err);
 
 /* Lower-case hex of n bytes into out (2n+1 bytes). */

@@ -31,6 +31,11 @@ typedef enum fb_image_type {
     FB_IMAGE_CORE_DELTA = 2 /* not supported by OpenCPU FOTA */
 } fb_image_type;
 
+/* The u16 at offset 22. Every package made by Quectel's GS3 tool has 1; the GS2 tool's
+ * reading said 0. Both mean an MD5 trailer; fotabench writes 1, accepts 0 with a warning. */
+#define FB_CHECKSUM_MD5 1u
+#define FB_CHECKSUM_MD5_GS2 0u
+
 typedef enum fb_special {
     FB_SPECIAL_NONE = 0,
     FB_SPECIAL_CLEAR_NVRAM = 1u << 0,
@@ -41,7 +46,7 @@ typedef enum fb_special {
 typedef struct fb_package_header {
     uint8_t magic[FB_PKG_MAGIC_LEN];
     uint16_t image_type;
-    uint16_t checksum_type;  /* 0 = MD5 */
+    uint16_t checksum_type;  /* FB_CHECKSUM_MD5 (GS3 tool) or FB_CHECKSUM_MD5_GS2 */
     uint32_t special;
     uint32_t payload_length; /* app image + padding */
     uint32_t digest_length;
@@ -68,7 +73,8 @@ typedef struct fb_source {
     uint64_t size;
 } fb_source;
 
-/* Encode a header for an App payload of payload_length bytes (already a multiple of 4). */
+/* Encode a header for an App payload of payload_length bytes (already a multiple of 4),
+ * as Quectel's GS3 tool does (checksum type 1). */
 void fb_package_header_encode(uint8_t out[FB_PKG_HEADER_SIZE], fb_image_type type,
                               uint32_t special, uint32_t payload_length);
 
@@ -84,11 +90,15 @@ fb_status fb_package_check_buffer(const uint8_t *data, size_t len, const fb_mode
                                   fb_package_info *info, fb_report *report, fb_error *err);
 
 /* Build a package from an app image, which must pass fb_app_image_check against model
- * (NULL = detect from its load address). Only FB_IMAGE_APP is accepted. The output
- * appears under out_path only when complete and verified. */
+ * (NULL = detect from its load address). Only FB_IMAGE_APP is accepted; an output that
+ * is the input file (by any path) is refused. The output appears under out_path only
+ * when complete and verified; info and report (each may be NULL) get the verification
+ * of what this call wrote, before the rename (never re-read from out_path, where another
+ * writer may have put its own). cancel (may be NULL) is asked between chunks: stopping
+ * leaves no temporary file and returns FB_ERR_CANCELLED. */
 fb_status fb_package_build(const char *app_path, const char *out_path, const fb_model *model,
-                           fb_image_type type, uint32_t special, fb_package_info *info,
-                           fb_error *err);
+                           fb_image_type type, uint32_t special, const fb_cancel *cancel,
+                           fb_package_info *info, fb_report *report, fb_error *err);
 
 #ifdef __cplusplus
 }

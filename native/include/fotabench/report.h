@@ -1,7 +1,10 @@
-/* fotabench C core: a list of named checks, each passed or failed with a reason.
+/* fotabench C core: a list of named checks, each passed, passed with a warning, or
+ * failed, with a reason.
  *
  * Inspecting an image or a package runs every check it can instead of stopping at
- * the first failure, so a station operator sees everything that is wrong at once. */
+ * the first failure, so a station operator sees everything that is wrong at once. A
+ * warning does not fail anything: it marks what passes but differs from what Quectel's
+ * own tools write, or what could not be checked. */
 #ifndef FOTABENCH_REPORT_H
 #define FOTABENCH_REPORT_H
 
@@ -19,7 +22,8 @@ extern "C" {
 
 typedef struct fb_check {
     char name[FB_CHECK_NAME_MAX];     /* stable id, e.g. "header_crc", "app.magic" */
-    int ok;                           /* 1 passed, 0 failed */
+    int ok;                           /* 1 passed (perhaps with a warning), 0 failed */
+    int warning;                      /* 1 passed with a warning (ok is 1 too) */
     fb_status code;                   /* status a failure maps to, FB_OK when passed */
     char detail[FB_CHECK_DETAIL_MAX]; /* what was found, and on failure why it matters */
 } fb_check;
@@ -39,7 +43,15 @@ int fb_report_add(fb_report *report, const char *name, int ok, fb_status code_if
 #endif
     ;
 
+/* Append a check that passed with a warning; returns 1. */
+int fb_report_warn(fb_report *report, const char *name, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
 size_t fb_report_failures(const fb_report *report);
+size_t fb_report_warnings(const fb_report *report);
 
 /* FB_OK if every check passed, else the first failed check's status, with
  * "<name>: <detail>" as the error message. */

@@ -21,6 +21,15 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 _MODULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,31}")
 
 
+def check_module_name(module: str) -> str:
+    """A module name for per-module paths (/m/NAME/...): returned as is, or ValueError
+    saying the rule (no '/', no '..', not empty: it becomes a directory)."""
+    if not isinstance(module, str) or not _MODULE.fullmatch(module):
+        raise ValueError(f"module name {module!r}: use letters, digits, '_', '-', "
+                         "up to 32 characters")
+    return module
+
+
 class PackageServer:
     """HTTP and FTP servers for FOTA packages, started and stopped by the bench.
 
@@ -166,9 +175,7 @@ class PackageServer:
         return name
 
     def _module_path(self, module: str, name: str) -> Path:
-        if not _MODULE.fullmatch(module):
-            raise ValueError(f"module name {module!r}: use letters, digits, '_', '-', "
-                             "up to 32 characters")
+        check_module_name(module)
         with self._lock:
             if name not in self._files:
                 raise KeyError(f"no package named {name!r} (served: "

@@ -30,7 +30,9 @@ login_fail      ftp      530 to PASS with the right password
 size_lie        ftp      SIZE answers ``length``
 =============== ======== =============================================================
 
-``at`` is a byte offset; ``at_percent`` a percentage of the file's size instead.
+``at`` is a byte offset; ``at_percent`` a percentage of the file's size instead. A
+fault that cannot act on the file at hand (a drop or stall past its end, a corrupt or
+truncate at or past it) is not applied: not recorded, and its budget is not used.
 A ``client`` scope matches the client's IP address or the module name of a
 per-module URL (``/m/<module>/...``); connection-level faults (refuse, slow_accept,
 login_fail) happen before any path is known, so only an IP address scopes them and
@@ -69,8 +71,8 @@ def parse_rate(value: "float | int | str") -> float:
         if not m or m.group(2).lower() not in _RATE_UNITS:
             raise ValueError(f"bad rate {value!r}: use e.g. 6250, 50kbit, 10kB, 1MiB")
         rate = float(m.group(1)) * _RATE_UNITS[m.group(2).lower()]
-    if not rate > 0:
-        raise ValueError(f"rate must be positive, got {value!r}")
+    if not 0 < rate < float("inf"):  # also NaN: it would reach the records as NaN
+        raise ValueError(f"rate must be positive and finite, got {value!r}")
     return rate
 
 
@@ -130,8 +132,8 @@ class Fault:
                 self.at = 0
             else:
                 raise ValueError(f"fault {self.kind} needs at= or at_percent=")
-        if self.kind in ("stall", "slow_accept") and not self.seconds > 0:
-            raise ValueError(f"fault {self.kind} needs seconds > 0")
+        if self.kind in ("stall", "slow_accept") and not 0 < self.seconds < float("inf"):
+            raise ValueError(f"fault {self.kind} needs finite seconds > 0")
         if self.kind == "throttle":
             self.rate = parse_rate(self.rate)
         if self.kind == "corrupt" and self.count < 1:
@@ -263,6 +265,16 @@ class Fault:
             return min(size, int(size * self.at_percent / 100))
         return 0
 
+    def acts_on(self, size: int) -> bool:
+        """Whether this fault changes anything for a file of ``size`` bytes."""
+        raw = self.at if self.at is not None else (
+            int(size * self.at_percent / 100) if self.at_percent is not None else 0)
+        if self.kind in ("drop", "stall"):
+            return raw <= size      # at the end: the cut or pause after the last byte
+        if self.kind in ("corrupt", "truncate"):
+            return raw < size       # at the end: no byte to invert, nothing cut
+        return True
+
     def matches(self, protocol: str, client: str, module: Optional[str],
                 file: Optional[str]) -> bool:
         if self.protocol is not None and self.protocol != protocol:
@@ -327,6 +339,13 @@ class FaultSet:
                     out.append(f)
         return out
 
+    def give_back(self, faults: Sequence[Fault]) -> None:
+        """Return the budget take() used for faults that were not applied after all."""
+        with self._lock:
+            for f in faults:
+                if f.used > 0:
+                    f.used -= 1
+
     def peek(self, kinds: "frozenset[str] | set[str]", protocol: str, client: str,
              module: Optional[str] = None, file: Optional[str] = None) -> list[Fault]:
         """Like take() without using any budget."""
@@ -349,10 +368,13 @@ class BodyPlan:
     corrupt: list[tuple[int, int]] = field(default_factory=list)
     chunked: bool = False
     names: list[str] = field(default_factory=list)
+    unused: list[Fault] = field(default_factory=list)  # could not act on this file
 
     @classmethod
     def build(cls, size: int, faults: Sequence[Fault]) -> "BodyPlan":
         plan = cls(size=size, send=size, length=size)
+        plan.unused = [f for f in faults if not f.acts_on(size)]
+        faults = [f for f in faults if f.acts_on(size)]
         for f in faults:
             if f.kind == "truncate":
                 plan.send = min(plan.send, f.offset(size))

@@ -206,6 +206,7 @@ class _Handler(FTPHandler):
             return None
         faults = self.fb.faults.take(BODY_FAULTS, "ftp", self.remote_ip, module, name)
         plan = BodyPlan.build(rec.size, faults)
+        self.fb.faults.give_back(plan.unused)
         rec.faults += plan.names
         self._fb_rec, self._fb_plan = rec, plan
         self._fb_reset = plan.reset

@@ -338,6 +338,9 @@ class HttpServer:
         while True:
             end = _head_end(buf)
             if end is not None:
+                # The limit holds however the head arrived (one recv can bring more).
+                if end[1] > lim.max_head_bytes:
+                    raise HttpError(431, "request head too large")
                 return buf[:end[0]], buf[end[1]:]
             if len(buf) > lim.max_head_bytes:
                 raise HttpError(431, "request head too large")
@@ -507,6 +510,8 @@ class HttpServer:
         with f_obj:
             size = os.fstat(f_obj.fileno()).st_size
             plan = BodyPlan.build(size, faults)
+            if req.method != "HEAD":  # HEAD only peeked: nothing to give back
+                self.faults.give_back(plan.unused)
             rec.size, rec.status = size, 200
             rec.faults = rec.faults + plan.names
             hdrs = [("Server", "fotabench"), ("Content-Type", "application/octet-stream")]
