@@ -124,7 +124,8 @@ class Timeline:
         >>> tl.wait_for(lambda e: e.kind == "urc", timeout=1).data["text"]
         'RDY'
         """
-        deadline = None if timeout is None else now_ns() + int(timeout * 1e9)
+        timeout_ns = _core.timeout_ns(timeout, "timeout")
+        deadline = None if timeout_ns is None else now_ns() + timeout_ns
         seen = since
         while True:
             for raw in self._core.events(seen):
