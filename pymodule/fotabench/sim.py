@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from . import _core
 from ._core import ArgumentError
 
 __all__ = ["VirtualModule", "SimError", "sim_binary"]
@@ -33,8 +34,11 @@ _ROOT = Path(__file__).resolve().parents[2]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class SimError(RuntimeError):
-    """The board program could not be started or did not answer."""
+class SimError(_core.FotabenchError, RuntimeError):
+    """The board program could not be started or did not answer (a FotabenchError, as
+    every error of fotabench; a RuntimeError too)."""
+
+    code_name = "SIM_ERROR"
 
 
 def sim_binary() -> Path:
@@ -139,7 +143,12 @@ def board_args(app: Optional[PathLike], state: PathLike, *, boot_timing: Optiona
 class VirtualModule:
     """One virtual module (``model``: M66 by default, MC60, MC60E, M26, MC20) running the
     bench agent. Keyword options are the board program's (``fotabench sim --help``);
-    ``extra_args`` are passed as they are."""
+    ``extra_args`` are passed as they are.
+
+    >>> with VirtualModule("APP.bin", "/tmp/vm", power=False) as vm:   # doctest: +SKIP
+    ...     vm.power_on()
+    ...     fotabench.Modem(vm.uart1).expect("+FBREADY:", timeout=30)
+    """
 
     def __init__(self, app: Optional[PathLike], state: PathLike, *,
                  binary: Optional[PathLike] = None, start_timeout: float = 10.0,
@@ -162,9 +171,12 @@ class VirtualModule:
             raise SimError("already started")
         if not self.binary.exists():
             raise SimError(f"{self.binary} not found: build it with `make -C firmware sim`")
-        self.proc = subprocess.Popen([os.fspath(self.binary), *self.args],
-                                     stdout=subprocess.PIPE, stderr=self._stderr,
-                                     stdin=subprocess.DEVNULL, env=_child_env())
+        try:
+            self.proc = subprocess.Popen([os.fspath(self.binary), *self.args],
+                                         stdout=subprocess.PIPE, stderr=self._stderr,
+                                         stdin=subprocess.DEVNULL, env=_child_env())
+        except OSError as e:
+            raise SimError(f"cannot start the board program {self.binary}: {e}") from e
         try:
             assert self.proc.stdout is not None
             fd = self.proc.stdout.fileno()
@@ -200,6 +212,13 @@ class VirtualModule:
         if proc.stdout:
             proc.stdout.close()
         return proc.returncode
+
+    def __repr__(self) -> str:
+        if not self.running:
+            return f"<VirtualModule stopped state={self.state}>"
+        return (f"<VirtualModule running pid={self.info.get('pid')} "
+                f"uart1={self.info.get('uart1')} uart2={self.info.get('uart2')} "
+                f"gpio={self.info.get('gpio')} state={self.state}>")
 
     def __enter__(self) -> "VirtualModule":
         return self.start()
@@ -262,6 +281,13 @@ class VirtualModule:
 
     def command(self, text: str, timeout: float = 5.0) -> str:
         """Send one gpio.sock command; return its answer (EDGE events are skipped)."""
+        try:
+            return self._command(text, timeout)
+        except OSError as e:  # refused, reset, broken pipe, socket timeout: say what
+            raise SimError(f"gpio.sock {self.info.get('gpio') if self.info else '?'}: "
+                           f"{e} (did the board program exit?)") from e
+
+    def _command(self, text: str, timeout: float) -> str:
         with self._lock:
             s = self._connect()
             s.sendall(text.encode() + b"\n")

@@ -133,8 +133,9 @@ class WatchdogMonitor:
         except _core.FotabenchError:  # closed before stop(): no figures left
             return "<WatchdogMonitor closed>"
         on = self.line.name if self.line is not None else "fed by hand"
-        state = ("closed" if getattr(self, "_closed", False)
-                 else "stopped" if self._final is not None else "running")
+        state = "stopped" if self._final is not None else "running"
+        if getattr(self, "_closed", False):
+            state += ",closed"
         gap = r.longest_gap_ns / 1e9
         verdict = "ok" if r.ok else "NOT ok"
         return (f"<WatchdogMonitor {on} {state} timeout={r.timeout_ns / 1e9:g}s "
