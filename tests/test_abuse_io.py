@@ -5,6 +5,7 @@ FotabenchErrors; one data path per stream; reprs that say what a thing is."""
 from __future__ import annotations
 
 import math
+import re
 import os
 import signal
 import subprocess
@@ -389,3 +390,15 @@ def test_public_classes_have_an_example():
     for cls in (fotabench.AppImage, fotabench.Package, fotabench.SerialPort, fotabench.Modem,
                 fotabench.GpioChip, fotabench.WatchdogMonitor, fotabench.VirtualModule):
         assert ">>>" in (cls.__doc__ or ""), cls.__name__
+
+
+def test_bad_arguments_of_the_bench_io_types_are_argument_errors(peer):
+    for call, text in [
+        (lambda: WatchdogMonitor(timeout=-1), "timeout must be in (0, 3600] s"),
+        (lambda: WatchdogMonitor(start_ns=-5), "start_ns must be >= 0"),
+        (lambda: SerialPort(peer.path, parity="weird"), "unknown parity 'weird'"),
+        (lambda: SerialPort(peer.path, ring_size=-1), "ring_size must be >= 0"),
+        (lambda: Timeline().add_at(-1, "s", "k"), "t_ns must be a CLOCK_MONOTONIC time > 0"),
+    ]:
+        with pytest.raises(fotabench.ArgumentError, match=re.escape(text)):
+            call()

@@ -59,7 +59,7 @@ PyObject *core_at_attach(PyObject *op, PyObject *args, PyObject *kwargs)
                                      &queue_max))
         return NULL;
     if (line_max < 0 || queue_max < 0)
-        return PyErr_Format(PyExc_ValueError, "line_max and queue_max must be >= 0");
+        return core_arg_error(module_of(op), "line_max and queue_max must be >= 0");
     if (!self->port || self->closing)
         return raise_code(op, FB_ERR_CLOSED, "the port is closed");
     if (self->at)

@@ -60,6 +60,12 @@ static inline int core_interpreter_alive(void)
  * FB_ERR_CANCELLED with a Python exception pending (a signal handler's, e.g.
  * KeyboardInterrupt) keeps that exception. */
 PyObject *core_raise(PyObject *module, const fb_error *err);
+/* Raise ArgumentError (a FotabenchError and a ValueError) with a printf message. */
+PyObject *core_arg_error(PyObject *module, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* A long C operation run without the GIL, stoppable by signals: between chunks the C
  * side calls cancel.stop, which takes the GIL back for PyErr_CheckSignals (Ctrl-C, or

@@ -1,6 +1,9 @@
 /* Exception classes of fotabench._core and the mapping from fb_status. */
 #include "core.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 typedef struct exc_def {
     size_t offset; /* into core_state */
     fb_status code;
@@ -261,4 +264,15 @@ PyObject *core_report_to_tuple(const fb_report *report)
         PyTuple_SET_ITEM(t, (Py_ssize_t)i, item);
     }
     return t;
+}
+
+PyObject *core_arg_error(PyObject *module, const char *fmt, ...)
+{
+    fb_error err;
+    err.code = FB_ERR_ARG;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err.message, sizeof err.message, fmt, ap);
+    va_end(ap);
+    return core_raise(module, &err);
 }

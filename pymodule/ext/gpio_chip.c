@@ -145,10 +145,10 @@ static PyObject *chip_request(PyObject *op, PyObject *args, PyObject *kwargs)
         if (offset == -1 && PyErr_Occurred())
             return NULL;
         if (offset < 0)
-            return PyErr_Format(PyExc_ValueError, "line offset must be >= 0");
+            return core_arg_error(PyType_GetModule(Py_TYPE(op)), "line offset must be >= 0, got %ld", offset);
     }
     if (queue_max < 0)
-        return PyErr_Format(PyExc_ValueError, "queue_max must be >= 0");
+        return core_arg_error(PyType_GetModule(Py_TYPE(op)), "queue_max must be >= 0");
     fb_gpio_line_config cfg;
     fb_gpio_line_config_init(&cfg);
     cfg.direction = output ? FB_GPIO_OUTPUT : FB_GPIO_INPUT;

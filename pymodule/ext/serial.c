@@ -10,7 +10,8 @@ static PyObject *module_of(PyObject *self)
     return PyType_GetModule(Py_TYPE(self));
 }
 
-static int parse_choice(PyObject *arg, const char *what, const char *const *names, int *out)
+static int parse_choice(PyObject *module, PyObject *arg, const char *what,
+                        const char *const *names, int *out)
 {
     if (!arg || arg == Py_None)
         return 0;
@@ -25,7 +26,7 @@ static int parse_choice(PyObject *arg, const char *what, const char *const *name
             *out = i;
             return 0;
         }
-    PyErr_Format(PyExc_ValueError, "unknown %s '%s'", what, s);
+    core_arg_error(module, "unknown %s '%.40s'", what, s);
     return -1;
 }
 
@@ -69,9 +70,9 @@ static PyObject *serial_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     PyObject *logb = NULL;
     int par = 0, fl = 0, be = 0;
     PyObject *module = PyType_GetModule(type);
-    if (parse_choice(parity, "parity", parity_names, &par) < 0 ||
-        parse_choice(flow, "flow control", flow_names, &fl) < 0 ||
-        parse_choice(backend, "backend", backend_names, &be) < 0 ||
+    if (parse_choice(module, parity, "parity", parity_names, &par) < 0 ||
+        parse_choice(module, flow, "flow control", flow_names, &fl) < 0 ||
+        parse_choice(module, backend, "backend", backend_names, &be) < 0 ||
         (log && log != Py_None && !PyUnicode_FSConverter(log, &logb))) {
         Py_DECREF(path);
         return NULL;
@@ -79,7 +80,7 @@ static PyObject *serial_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (ring < 0) {
         Py_DECREF(path);
         Py_XDECREF(logb);
-        return PyErr_Format(PyExc_ValueError, "ring_size must be >= 0");
+        return core_arg_error(module, "ring_size must be >= 0, got %zd", ring);
     }
     cfg.parity = (fb_parity)par;
     cfg.flow = (fb_flow)fl;
@@ -397,8 +398,9 @@ static PyObject *serial_configure(PyObject *op, PyObject *args, PyObject *kwargs
                                      &cfg.data_bits, &parity, &cfg.stop_bits, &flow))
         return NULL;
     int par = 0, fl = 0;
-    if (parse_choice(parity, "parity", parity_names, &par) < 0 ||
-        parse_choice(flow, "flow control", flow_names, &fl) < 0)
+    PyObject *module = module_of(op);
+    if (parse_choice(module, parity, "parity", parity_names, &par) < 0 ||
+        parse_choice(module, flow, "flow control", flow_names, &fl) < 0)
         return NULL;
     cfg.parity = (fb_parity)par;
     cfg.flow = (fb_flow)fl;

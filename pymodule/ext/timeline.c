@@ -57,7 +57,7 @@ static PyObject *timeline_add(PyObject *self, PyObject *args, PyObject *kwargs)
                                      &t_ns))
         return NULL;
     if (t_ns < 0)
-        return PyErr_Format(PyExc_ValueError, "t_ns must be >= 0 (0 = now), got %lld", t_ns);
+        return core_arg_error(module_of(self), "t_ns must be >= 0 (0 = now), got %lld", t_ns);
     if (t_ns == 0)
         t_ns = fb_now_ns();
     uint64_t seq;

@@ -46,11 +46,11 @@ static PyObject *wd_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OdOzL:WatchdogMonitor", kwlist, &line,
                                      &timeout, &timeline, &source, &start_ns))
         return NULL;
-    if (!(timeout > 0) || timeout > 3600)
-        return PyErr_Format(PyExc_ValueError, "timeout must be in (0, 3600] s");
-    if (start_ns < 0)
-        return PyErr_Format(PyExc_ValueError, "start_ns must be >= 0");
     PyObject *module = PyType_GetModule(type);
+    if (!(timeout > 0) || timeout > 3600)
+        return core_arg_error(module, "timeout must be in (0, 3600] s, got %g", timeout);
+    if (start_ns < 0)
+        return core_arg_error(module, "start_ns must be >= 0, got %lld", start_ns);
     fb_timeline *tl = NULL;
     if (timeline != Py_None && !(tl = core_timeline_get(module, timeline)))
         return NULL;
@@ -59,8 +59,7 @@ static PyObject *wd_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         if (core_gpio_line_check(module, line, &lo) < 0)
             return NULL;
         if (start_ns)
-            return PyErr_Format(PyExc_ValueError, "start_ns is for recorded waveforms, not a "
-                                                  "live line");
+            return core_arg_error(module, "start_ns is for recorded waveforms, not a live line");
     }
     WatchdogObject *self = (WatchdogObject *)type->tp_alloc(type, 0);
     if (!self)

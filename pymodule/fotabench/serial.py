@@ -126,7 +126,7 @@ def compile_patterns(patterns: Pattern | Sequence[Pattern]) -> list[re.Pattern[b
             raise TypeError(f"expect pattern must be bytes, str or re.Pattern, not "
                             f"{type(p).__name__}")
     if not out:
-        raise ValueError("expect needs at least one pattern")
+        raise _core.ArgumentError("expect needs at least one pattern")
     return out
 
 
