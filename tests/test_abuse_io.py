@@ -402,3 +402,10 @@ def test_bad_arguments_of_the_bench_io_types_are_argument_errors(peer):
     ]:
         with pytest.raises(fotabench.ArgumentError, match=re.escape(text)):
             call()
+
+
+def test_every_fault_constructor_has_an_example():
+    from fotabench.server.faults import KINDS
+    for kind in KINDS:
+        doc = getattr(fotabench.Fault, kind).__doc__ or ""
+        assert f"Fault.{kind}(" in doc, kind
