@@ -261,7 +261,8 @@ def test_callback_exceptions_are_printed_once_with_the_traceback(peer, capfd):
     with Modem(peer.path, timeline=tl) as modem:
         modem.on_urc("+FBSTATE:", lambda u: 1 / 0)
         peer.send(b"+FBSTATE: A\r\n+FBSTATE: B\r\n")
-        tl.wait_for(lambda e: e.kind == "callback.error" and "B" in e.data["on"], timeout=5)
+        tl.wait_for(lambda e: e.kind == "callback.error" and "+FBSTATE: B" in e.data["on"],
+                    timeout=5)
         assert [type(e) for e in modem.callback_errors] == [ZeroDivisionError] * 2
         assert "callback_errors=2" in repr(modem)
     err = capfd.readouterr().err
