@@ -410,3 +410,31 @@ def test_every_fault_constructor_has_an_example():
     for kind in KINDS:
         doc = getattr(fotabench.Fault, kind).__doc__ or ""
         assert f"Fault.{kind}(" in doc, kind
+
+
+def test_a_long_pulse_ends_on_close_from_another_thread_and_still_sets_back(board):
+    chip = fotabench.GpioChip.virtual(board.path)
+    pwrkey = chip.request_output("PWRKEY", initial=1)
+    outcome: dict = {}
+
+    def run() -> None:
+        try:
+            pwrkey.pulse(0, 30)
+        except BaseException as e:  # noqa: BLE001
+            outcome["e"] = e
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 5
+    while not board.sets["PWRKEY"][1:] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert [v for _, v in board.sets["PWRKEY"]][-1] == 0       # the pulse is on
+    t0 = time.monotonic()
+    closer = threading.Thread(target=chip.close)
+    closer.start()
+    closer.join(5)
+    t.join(5)
+    assert not closer.is_alive() and not t.is_alive()
+    assert time.monotonic() - t0 < 1.0
+    assert isinstance(outcome.get("e"), fotabench.ClosedError), outcome
+    assert [v for _, v in board.sets["PWRKEY"]][-2:] == [0, 1]  # set back before closing
