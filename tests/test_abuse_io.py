@@ -438,3 +438,16 @@ def test_a_long_pulse_ends_on_close_from_another_thread_and_still_sets_back(boar
     assert time.monotonic() - t0 < 1.0
     assert isinstance(outcome.get("e"), fotabench.ClosedError), outcome
     assert [v for _, v in board.sets["PWRKEY"]][-2:] == [0, 1]  # set back before closing
+
+
+def test_a_running_virtual_module_says_its_pid_ptys_and_state(tmp_path):
+    from vm_helpers import build_app
+    app = build_app("1.0.0", tmp_path / "app.bin")
+    state = tmp_path / "s"
+    with fotabench.VirtualModule(app, state, boot_timing="fast", power=False) as vm:
+        r = repr(vm)
+        assert r.startswith(f"<VirtualModule running pid={vm.pid} ")
+        for part in (f"uart1={vm.uart1}", f"uart2={vm.uart2}", f"gpio={vm.gpio}",
+                     f"state={state}"):
+            assert part in r, (part, r)
+    assert repr(vm) == f"<VirtualModule stopped state={state}>"
