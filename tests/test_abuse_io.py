@@ -451,3 +451,10 @@ def test_a_running_virtual_module_says_its_pid_ptys_and_state(tmp_path):
                      f"state={state}"):
             assert part in r, (part, r)
     assert repr(vm) == f"<VirtualModule stopped state={state}>"
+
+
+def test_a_virtual_module_not_started_says_so(tmp_path):
+    vm = fotabench.VirtualModule(None, tmp_path / "state")
+    for attr in ("uart1", "uart2", "gpio", "pid"):
+        with pytest.raises(fotabench.FotabenchError, match="not started"):
+            getattr(vm, attr)

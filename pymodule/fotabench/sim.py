@@ -187,7 +187,10 @@ class VirtualModule:
             if not line:
                 code = self.proc.poll()
                 raise SimError(f"board program gave no JSON line (exit {code})")
-            self.info = json.loads(line)
+            try:
+                self.info = json.loads(line)
+            except ValueError as e:
+                raise SimError(f"board program printed {line[:200]!r}, not its JSON line") from e
         except BaseException:
             self.stop()
             raise
@@ -233,30 +236,37 @@ class VirtualModule:
             except Exception:
                 pass
 
+    def _info(self, key: str):
+        try:
+            return self.info[key]
+        except KeyError:
+            raise SimError(f"no {key}: the virtual module is not started (use start() or "
+                           "`with VirtualModule(...)`)") from None
+
     # -- what the JSON line says -----------------------------------------------------
     @property
     def uart1(self) -> str:
-        return self.info["uart1"]
+        return self._info("uart1")
 
     @property
     def uart2(self) -> str:
-        return self.info["uart2"]
+        return self._info("uart2")
 
     @property
     def gpio(self) -> str:
-        return self.info["gpio"]
+        return self._info("gpio")
 
     @property
     def pid(self) -> int:
-        return self.info["pid"]
+        return self._info("pid")
 
     @property
     def model(self) -> str:
-        return self.info["model"]
+        return self._info("model")
 
     @property
     def imei(self) -> str:
-        return self.info["imei"]
+        return self._info("imei")
 
     @property
     def running(self) -> bool:
