@@ -458,3 +458,10 @@ def test_a_virtual_module_not_started_says_so(tmp_path):
     for attr in ("uart1", "uart2", "gpio", "pid"):
         with pytest.raises(fotabench.FotabenchError, match="not started"):
             getattr(vm, attr)
+
+
+def test_a_package_server_on_a_busy_port_is_a_fotabench_error():
+    with fotabench.PackageServer(ftp=None) as first:
+        with pytest.raises(fotabench.FotabenchError, match="cannot serve on 127.0.0.1") as info:
+            fotabench.PackageServer(http=first.http_port, ftp=None).start()
+        assert isinstance(info.value, OSError)

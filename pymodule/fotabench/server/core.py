@@ -35,6 +35,12 @@ class NotServedError(_core.FotabenchError, KeyError):
     __str__ = Exception.__str__  # the message, not KeyError's quoted repr
 
 
+class ServerBindError(_core.FotabenchError, OSError):
+    """A server could not listen (port in use, address not on this machine)."""
+
+    code_name = "SERVER_BIND"
+
+
 class MissingPackageError(_core.FileError, FileNotFoundError):
     """The package file to serve does not exist."""
 
@@ -133,6 +139,12 @@ class PackageServer:
                                      self.password, self.faults, self.log,
                                      auth_failed_delay=self._ftp_auth_delay,
                                      max_connections=self.limits.max_connections)
+        except _core.FotabenchError:
+            self.stop()
+            raise
+        except OSError as e:  # a port in use, an address not on this machine
+            self.stop()
+            raise ServerBindError(f"cannot serve on {self.bind}: {e.strerror or e}") from e
         except BaseException:
             self.stop()
             raise
