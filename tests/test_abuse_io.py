@@ -465,3 +465,15 @@ def test_a_package_server_on_a_busy_port_is_a_fotabench_error():
         with pytest.raises(fotabench.FotabenchError, match="cannot serve on 127.0.0.1") as info:
             fotabench.PackageServer(http=first.http_port, ftp=None).start()
         assert isinstance(info.value, OSError)
+
+
+def test_package_server_waits_follow_the_one_rule():
+    with fotabench.PackageServer(ftp=None) as srv:
+        for bad in (-1, math.nan):
+            with pytest.raises(fotabench.ArgumentError, match="timeout must be None"):
+                srv.wait_for(lambda rs: False, bad)
+        t0 = time.monotonic()
+        with pytest.raises(fotabench.BenchTimeoutError) as info:
+            srv.wait_records(1, timeout=0)
+        assert isinstance(info.value, TimeoutError)
+        assert time.monotonic() - t0 < 0.2

@@ -305,11 +305,15 @@ class PackageServer:
         return self.log.snapshot()
 
     def wait_for(self, predicate: Callable[[list[RequestRecord]], bool],
-                 timeout: float = 30.0) -> list[RequestRecord]:
-        """Block until ``predicate(records)``; TimeoutError after ``timeout`` s."""
+                 timeout: Optional[float] = 30.0) -> list[RequestRecord]:
+        """Block until ``predicate(records)``; BenchTimeoutError (a TimeoutError) after
+        ``timeout`` s (None: for ever).
+
+        >>> srv.wait_for(lambda rs: any(r.outcome == "complete" for r in rs), 60)  # doctest: +SKIP
+        """
         return self.log.wait(predicate, timeout)
 
-    def wait_records(self, n: int, timeout: float = 30.0, **match: Any
+    def wait_records(self, n: int, timeout: Optional[float] = 30.0, **match: Any
                      ) -> list[RequestRecord]:
         """Block until ``n`` records whose fields equal ``match`` exist; returns them
         ordered by ``start_ns`` (the order the requests came in: a record is added
