@@ -477,3 +477,10 @@ def test_package_server_waits_follow_the_one_rule():
             srv.wait_records(1, timeout=0)
         assert isinstance(info.value, TimeoutError)
         assert time.monotonic() - t0 < 0.2
+
+
+def test_virtual_module_command_timeouts_follow_the_one_rule(tmp_path):
+    vm = fotabench.VirtualModule(None, tmp_path / "state")
+    for bad in (-1, math.nan):
+        with pytest.raises(fotabench.ArgumentError, match="timeout must be None"):
+            vm.command("GET WDI", timeout=bad)

@@ -289,10 +289,12 @@ class VirtualModule:
             self._sock_buf = b""
         return self._sock
 
-    def command(self, text: str, timeout: float = 5.0) -> str:
-        """Send one gpio.sock command; return its answer (EDGE events are skipped)."""
+    def command(self, text: str, timeout: Optional[float] = 5.0) -> str:
+        """Send one gpio.sock command; return its answer (EDGE events are skipped).
+        ``timeout``: the one rule (None for ever, negative or NaN refused)."""
+        ns = _core.timeout_ns(timeout, "timeout")
         try:
-            return self._command(text, timeout)
+            return self._command(text, float("inf") if ns is None else ns / 1e9)
         except OSError as e:  # refused, reset, broken pipe, socket timeout: say what
             raise SimError(f"gpio.sock {self.info.get('gpio') if self.info else '?'}: "
                            f"{e} (did the board program exit?)") from e
@@ -311,7 +313,7 @@ class VirtualModule:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise SimError(f"no answer to {text!r}")
-                s.settimeout(left)
+                s.settimeout(None if left == float("inf") else left)
                 chunk = s.recv(4096)
                 if not chunk:
                     raise SimError("gpio.sock closed")
