@@ -260,15 +260,24 @@ static PyObject *line_pulse(PyObject *op, PyObject *args)
     }
     sleep_step s = {t0 + (int64_t)(seconds * 1e9)};
     int r = core_wait(module_of(op), s.until, &self->closing, "the GPIO line", sleep_slice, &s);
+    /* The exception (Ctrl-C, ClosedError) is kept while the line is set back. */
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = r < 0 ? PyErr_GetRaisedException() : NULL;
+#else
     PyObject *et = NULL, *ev = NULL, *tb = NULL;
     if (r < 0)
-        PyErr_Fetch(&et, &ev, &tb); /* kept while the line is set back */
+        PyErr_Fetch(&et, &ev, &tb);
+#endif
     Py_BEGIN_ALLOW_THREADS
     st = fb_gpio_set(self->line, !value, &t1, &err);
     Py_END_ALLOW_THREADS
     self->inflight--;
     if (r < 0) {
+#if PY_VERSION_HEX >= 0x030C0000
+        PyErr_SetRaisedException(exc);
+#else
         PyErr_Restore(et, ev, tb);
+#endif
         return NULL;
     }
     if (st != FB_OK)
