@@ -443,7 +443,10 @@ def test_a_long_pulse_ends_on_close_from_another_thread_and_still_sets_back(boar
 
 
 def test_a_running_virtual_module_says_its_pid_ptys_and_state(tmp_path):
+    from fotabench.sim import sim_binary
     from vm_helpers import build_app
+    if not sim_binary().exists():
+        pytest.skip(f"{sim_binary()} not built (make -C firmware board)")
     app = build_app("1.0.0", tmp_path / "app.bin")
     state = tmp_path / "s"
     with fotabench.VirtualModule(app, state, boot_timing="fast", power=False) as vm:
