@@ -75,7 +75,7 @@ static void check_engine(const uint8_t *d, size_t n, size_t max, uint8_t chunkin
         fb_at_feed(at, d + i, n - i < step ? n - i : step, fb_now_ns());
         fb_at_response r;
         int done = 0;
-        st = fb_at_wait(at, 0, 0, 0, &r, &done, &err);
+        st = fb_at_wait(at, 0, FB_DEADLINE_NEVER, FB_DEADLINE_NEVER, &r, &done, &err);
         if (st == FB_OK && done) {
             FAIL_IF(r.final == NULL && r.final_len, "final");
             for (size_t k = 0; k < r.count; k++)

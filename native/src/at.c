@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deadline.h"
 #include "fotabench/clock.h"
 #include "fotabench/dispatch.h"
 #include "linesplit.h"
@@ -651,8 +652,8 @@ fb_status fb_at_wait(fb_at *at, int64_t slice_deadline, int64_t deadline, int64_
         }
         int64_t now = fb_now_ns();
         int64_t last = at->last_rx > at->resp.t_sent ? at->last_rx : at->resp.t_sent;
-        int expired = deadline && now >= deadline;
-        int idle = inactivity_ns && now - last >= inactivity_ns;
+        int expired = now >= deadline;
+        int idle = now - last >= inactivity_ns;
         if (expired || idle) {
             char tail[600];
             tail_text(at, tail, sizeof tail);
@@ -674,12 +675,11 @@ fb_status fb_at_wait(fb_at *at, int64_t slice_deadline, int64_t deadline, int64_
         if (now >= slice_deadline)
             break;
         int64_t wake = slice_deadline;
-        if (deadline && deadline < wake)
+        if (deadline < wake)
             wake = deadline;
-        if (inactivity_ns && last + inactivity_ns < wake)
-            wake = last + inactivity_ns;
-        struct timespec ts = fb_ns_to_timespec(wake);
-        pthread_cond_timedwait(&at->cond, &at->lock, &ts);
+        if (fb_deadline_add(last, inactivity_ns) < wake)
+            wake = fb_deadline_add(last, inactivity_ns);
+        fb_cond_wait_until(&at->cond, &at->lock, wake);
     }
     pthread_mutex_unlock(&at->lock);
     return st;
@@ -719,10 +719,8 @@ fb_status fb_at_next_line(fb_at *at, int64_t deadline, char **line, size_t *n, i
             st = fb_error_set(err, FB_ERR_CLOSED, "%s", at->lost_why);
             break;
         }
-        if (deadline <= 0 || fb_now_ns() >= deadline)
+        if (fb_cond_wait_until(&at->cond, &at->lock, deadline) == ETIMEDOUT)
             break;
-        struct timespec ts = fb_ns_to_timespec(deadline);
-        pthread_cond_timedwait(&at->cond, &at->lock, &ts);
     }
     pthread_mutex_unlock(&at->lock);
     return st;
@@ -762,9 +760,8 @@ uint64_t fb_at_rx_count(fb_at *at)
 void fb_at_wait_rx(fb_at *at, uint64_t since_rx, int64_t deadline)
 {
     pthread_mutex_lock(&at->lock);
-    struct timespec ts = fb_ns_to_timespec(deadline);
-    while (at->rx_count == since_rx && !at->lost && fb_now_ns() < deadline)
-        if (pthread_cond_timedwait(&at->cond, &at->lock, &ts) != 0)
+    while (at->rx_count == since_rx && !at->lost)
+        if (fb_cond_wait_until(&at->cond, &at->lock, deadline) == ETIMEDOUT)
             break;
     pthread_mutex_unlock(&at->lock);
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deadline.h"
 #include "fotabench/clock.h"
 
 typedef struct item {
@@ -112,10 +113,9 @@ uint64_t fb_dispatch_dropped(fb_dispatch *d)
 
 int fb_dispatch_flush(fb_dispatch *d, int64_t deadline_ns)
 {
-    struct timespec ts = fb_ns_to_timespec(deadline_ns);
     pthread_mutex_lock(&d->lock);
     while ((d->head || d->busy) && !d->quit)
-        if (pthread_cond_timedwait(&d->cond, &d->lock, &ts) == ETIMEDOUT)
+        if (fb_cond_wait_until(&d->cond, &d->lock, deadline_ns) == ETIMEDOUT)
             break;
     int idle = !d->head && !d->busy;
     pthread_mutex_unlock(&d->lock);

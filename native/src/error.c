@@ -22,6 +22,7 @@ const char *fb_status_name(fb_status code)
     case FB_ERR_LOST: return "FB_ERR_LOST";
     case FB_ERR_PROTOCOL: return "FB_ERR_PROTOCOL";
     case FB_ERR_CANCELLED: return "FB_ERR_CANCELLED";
+    case FB_ERR_BUSY: return "FB_ERR_BUSY";
     }
     return "FB_ERR_UNKNOWN";
 }

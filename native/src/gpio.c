@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "deadline.h"
 #include "fotabench/clock.h"
 #include "gpio_backend.h"
 
@@ -333,10 +334,8 @@ fb_status fb_gpio_next_edge(fb_gpio_line *l, int64_t deadline, fb_gpio_edge *out
             *got = 1;
             break;
         }
-        if (deadline <= 0 || fb_now_ns() >= deadline)
+        if (fb_cond_wait_until(&l->cond, &l->lock, deadline) == ETIMEDOUT)
             break;
-        struct timespec ts = fb_ns_to_timespec(deadline);
-        pthread_cond_timedwait(&l->cond, &l->lock, &ts);
     }
     pthread_mutex_unlock(&l->lock);
     return st;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "deadline.h"
 #include "fotabench/clock.h"
 #include "serial_backend.h"
 
@@ -465,6 +466,19 @@ static fb_status closed_error(fb_serial *p, fb_error *err)
 fb_status fb_serial_write(fb_serial *p, const void *data, size_t n, int64_t deadline_ns,
                           fb_error *err)
 {
+    size_t sent = 0;
+    fb_status st = fb_serial_write_some(p, data, n, deadline_ns, &sent, err);
+    if (st == FB_OK && sent < n)
+        st = fb_error_set(err, FB_ERR_TIMEOUT,
+                          "writing to %s: %zu of %zu bytes not sent in time (flow control "
+                          "holding us? the peer not reading?)",
+                          p->path, n - sent, n);
+    return st;
+}
+
+fb_status fb_serial_write_some(fb_serial *p, const void *data, size_t n, int64_t deadline_ns,
+                               size_t *sent_out, fb_error *err)
+{
     const uint8_t *d = data;
     size_t left = n;
     fb_status st = FB_OK;
@@ -485,16 +499,12 @@ fb_status fb_serial_write(fb_serial *p, const void *data, size_t n, int64_t dead
             continue;
         if (w < 0 && errno == EAGAIN) {
             int64_t now = fb_now_ns();
-            if (deadline_ns && now >= deadline_ns) {
-                st = fb_error_set(err, FB_ERR_TIMEOUT,
-                                  "writing to %s: %zu of %zu bytes not sent in time (flow "
-                                  "control holding us? the peer not reading?)",
-                                  p->path, left, n);
-                break;
-            }
-            int ms = deadline_ns ? (int)((deadline_ns - now) / FB_NS_PER_MS) + 1 : 100;
+            if (now >= deadline_ns)
+                break; /* the caller says whether that is an error */
+            /* At most 100 ms per poll: a loss is seen by the reader, not here. */
+            int64_t wait_ms = (deadline_ns - now) / FB_NS_PER_MS + 1;
             struct pollfd pfd = {p->dev.fd, POLLOUT, 0};
-            poll(&pfd, 1, ms > 100 ? 100 : ms);
+            poll(&pfd, 1, wait_ms > 100 ? 100 : (int)wait_ms);
             pthread_mutex_lock(&p->lock);
             if (!p->open)
                 st = closed_error(p, err);
@@ -507,6 +517,7 @@ fb_status fb_serial_write(fb_serial *p, const void *data, size_t n, int64_t dead
                           p->path, w < 0 ? strerror(errno) : "nothing written");
     }
     size_t sent = n - left;
+    *sent_out = sent;
     if (sent) {
         int64_t t = fb_now_ns();
         log_chunk(p, '>', data, sent, t);
@@ -539,6 +550,14 @@ fb_status fb_serial_read(fb_serial *p, void *buf, size_t cap, size_t *got, int64
             p->pending_drop = 0;
             break;
         }
+        if (p->rx_fn) {
+            st = fb_error_set(err, FB_ERR_BUSY,
+                              "the byte stream of %s goes to its AT engine (a Modem is "
+                              "attached): use Modem.expect() or Modem.next_line(), or close "
+                              "the Modem first",
+                              p->name);
+            break;
+        }
         if (p->ring_len && cap) {
             size_t n = cap < p->ring_len ? cap : p->ring_len;
             size_t first = n < p->ring_cap - p->ring_head ? n : p->ring_cap - p->ring_head;
@@ -553,10 +572,8 @@ fb_status fb_serial_read(fb_serial *p, void *buf, size_t cap, size_t *got, int64
             st = closed_error(p, err);
             break;
         }
-        if (deadline_ns <= 0 || fb_now_ns() >= deadline_ns)
+        if (fb_cond_wait_until(&p->cond, &p->lock, deadline_ns) == ETIMEDOUT)
             break;
-        struct timespec ts = fb_ns_to_timespec(deadline_ns);
-        pthread_cond_timedwait(&p->cond, &p->lock, &ts);
     }
     pthread_mutex_unlock(&p->lock);
     return st;
@@ -661,6 +678,7 @@ void fb_serial_get_stats(fb_serial *p, fb_serial_stats *out)
     pthread_mutex_unlock(&p->lock);
 }
 
+size_t fb_serial_ring_capacity(const fb_serial *p) { return p->ring_cap; }
 const char *fb_serial_path(const fb_serial *p) { return p->path; }
 const char *fb_serial_name(const fb_serial *p) { return p->name; }
 const char *fb_serial_log_path(const fb_serial *p) { return p->log_path; }
@@ -673,6 +691,7 @@ void fb_serial_set_consumer(fb_serial *p, fb_serial_rx_fn rx, fb_serial_lost_fn 
     p->rx_fn = rx;
     p->lost_fn = lost;
     p->consumer_ctx = ctx;
+    pthread_cond_broadcast(&p->cond); /* a waiting read ends with FB_ERR_BUSY */
     pthread_mutex_unlock(&p->lock);
     pthread_mutex_unlock(&p->consumer_lock);
 }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "fileio.h"
+#include "deadline.h"
 #include "fotabench/clock.h"
 
 /* One allocation per event: the header, then source, kind and data as C strings. The
@@ -143,12 +144,9 @@ uint64_t fb_timeline_count(fb_timeline *tl)
 uint64_t fb_timeline_wait(fb_timeline *tl, uint64_t count, int64_t deadline_ns)
 {
     pthread_mutex_lock(&tl->lock);
-    if (deadline_ns > 0) {
-        struct timespec ts = fb_ns_to_timespec(deadline_ns);
-        while (tl->count <= count)
-            if (pthread_cond_timedwait(&tl->grown, &tl->lock, &ts) == ETIMEDOUT)
-                break;
-    }
+    while (tl->count <= count)
+        if (fb_cond_wait_until(&tl->grown, &tl->lock, deadline_ns) == ETIMEDOUT)
+            break;
     uint64_t n = tl->count;
     pthread_mutex_unlock(&tl->lock);
     return n;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "deadline.h"
 #include "fotabench/clock.h"
 
 struct fb_watchdog {
@@ -304,9 +305,9 @@ void fb_watchdog_wait_stall(fb_watchdog *w, int64_t threshold_ns, int64_t deadli
         }
         if (!w->running || now >= deadline)
             break;
-        int64_t wake = w->last_ns + threshold_ns + 1;
-        struct timespec ts = fb_ns_to_timespec(wake < deadline ? wake : deadline);
-        pthread_cond_timedwait(&w->cond, &w->lock, &ts);
+        int64_t wake = fb_deadline_add(w->last_ns, threshold_ns);
+        wake = wake == FB_DEADLINE_NEVER ? wake : wake + 1;
+        fb_cond_wait_until(&w->cond, &w->lock, wake < deadline ? wake : deadline);
     }
     pthread_mutex_unlock(&w->lock);
 }

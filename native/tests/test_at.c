@@ -99,7 +99,7 @@ static void test_engine(void)
     CHECK_EQ_INT(fb_at_start(at, "AT+CREG?", NULL, &err), FB_OK);
     CHECK_EQ_INT(fb_at_start(at, "AT", NULL, &err), FB_ERR_ARG); /* busy */
     feed(at, "AT+CREG?\r\r\n+CREG: 0,1\r\n+FBSTATE: UP_GETTING_FILE,45\r\n\r\nOK\r\n");
-    CHECK_EQ_INT(fb_at_wait(at, fb_now_ns(), 0, 0, &r, &done, &err), FB_OK);
+    CHECK_EQ_INT(fb_at_wait(at, fb_now_ns(), FB_DEADLINE_NEVER, FB_DEADLINE_NEVER, &r, &done, &err), FB_OK);
     CHECK_EQ_INT(done, 1);
     CHECK_EQ_INT(r.result, FB_AT_OK);
     CHECK_EQ_INT(r.echoed, 1);
@@ -123,21 +123,21 @@ static void test_engine(void)
     /* +CME ERROR with a number. */
     CHECK_EQ_INT(fb_at_start(at, "AT+FBUPG=\"http://x/y.bin\"", NULL, &err), FB_OK);
     feed(at, "+CME ERROR: 3518\r\n");
-    CHECK_EQ_INT(fb_at_wait(at, fb_now_ns(), 0, 0, &r, &done, &err), FB_OK);
+    CHECK_EQ_INT(fb_at_wait(at, fb_now_ns(), FB_DEADLINE_NEVER, FB_DEADLINE_NEVER, &r, &done, &err), FB_OK);
     CHECK(done && r.result == FB_AT_CME_ERROR && r.error_code == 3518 && !r.echoed);
     fb_at_response_free(&r);
 
     /* A module that never answers: the absolute timeout, then the inactivity one. */
     CHECK_EQ_INT(fb_at_start(at, "AT+CSQ", NULL, &err), FB_OK);
     feed(at, "+CSQ: 20,0\r\n");
-    CHECK_EQ_INT(fb_at_wait(at, fb_now_ns() + FB_NS_PER_S, fb_now_ns() + 20 * FB_NS_PER_MS, 0,
-                            &r, &done, &err),
+    CHECK_EQ_INT(fb_at_wait(at, fb_now_ns() + FB_NS_PER_S, fb_now_ns() + 20 * FB_NS_PER_MS,
+                            FB_DEADLINE_NEVER, &r, &done, &err),
                  FB_ERR_TIMEOUT);
     CHECK_CONTAINS(err.message, "AT+CSQ");
     CHECK_CONTAINS(err.message, "1 response line so far");
     CHECK_EQ_INT(fb_at_start(at, "AT+CSQ", NULL, &err), FB_OK);
-    CHECK_EQ_INT(fb_at_wait(at, fb_now_ns() + FB_NS_PER_S, 0, 20 * FB_NS_PER_MS, &r, &done,
-                            &err),
+    CHECK_EQ_INT(fb_at_wait(at, fb_now_ns() + FB_NS_PER_S, FB_DEADLINE_NEVER, 20 * FB_NS_PER_MS,
+                            &r, &done, &err),
                  FB_ERR_TIMEOUT);
     CHECK_CONTAINS(err.message, "no byte received for 0.0 s");
     /* A late answer after a timeout is unsolicited, never a later command's. */
@@ -149,7 +149,7 @@ static void test_engine(void)
     /* Custom terminator without a line end (a prompt). */
     CHECK_EQ_INT(fb_at_start(at, "AT+CMGS=\"123\"", "> ", &err), FB_OK);
     feed(at, "AT+CMGS=\"123\"\r\r\n> ");
-    CHECK_EQ_INT(fb_at_wait(at, fb_now_ns(), 0, 0, &r, &done, &err), FB_OK);
+    CHECK_EQ_INT(fb_at_wait(at, fb_now_ns(), FB_DEADLINE_NEVER, FB_DEADLINE_NEVER, &r, &done, &err), FB_OK);
     CHECK(done && r.result == FB_AT_CUSTOM && r.echoed);
     fb_at_response_free(&r);
 
@@ -177,10 +177,63 @@ static void test_engine(void)
     fb_timeline_free(tl);
 }
 
+/* The one wait rule in the engine: a deadline or inactivity limit of 0 is already
+ * over (no wait), FB_DEADLINE_NEVER is no limit; next_line polls with 0. */
+static void test_wait_rule(void)
+{
+    fb_error err;
+    fb_at *at = fb_at_new(NULL, NULL, "uart1", 0, 0, &err);
+    CHECK(at != NULL);
+    if (!at)
+        return;
+    fb_at_response r;
+    int done = 0;
+    int64_t t0 = fb_now_ns();
+    CHECK_EQ_INT(fb_at_start(at, "AT", NULL, &err), FB_OK);
+    CHECK_EQ_INT(fb_at_wait(at, FB_DEADLINE_NEVER, 0, FB_DEADLINE_NEVER, &r, &done, &err),
+                 FB_ERR_TIMEOUT);
+    CHECK_EQ_INT(fb_at_start(at, "AT", NULL, &err), FB_OK);
+    CHECK_EQ_INT(fb_at_wait(at, FB_DEADLINE_NEVER, FB_DEADLINE_NEVER, 0, &r, &done, &err),
+                 FB_ERR_TIMEOUT);
+    CHECK_CONTAINS(err.message, "no byte received");
+    /* Neither limit: only the slice ends the wait, with nothing done. */
+    CHECK_EQ_INT(fb_at_start(at, "AT", NULL, &err), FB_OK);
+    CHECK_EQ_INT(fb_at_wait(at, fb_now_ns() + 20 * FB_NS_PER_MS, FB_DEADLINE_NEVER,
+                            FB_DEADLINE_NEVER, &r, &done, &err),
+                 FB_OK);
+    CHECK_EQ_INT(done, 0);
+    feed(at, "OK\r\n");
+    CHECK_EQ_INT(fb_at_wait(at, 0, FB_DEADLINE_NEVER, FB_DEADLINE_NEVER, &r, &done, &err),
+                 FB_OK);
+    CHECK_EQ_INT(done, 1);
+    fb_at_response_free(&r);
+    char *line = NULL;
+    size_t n;
+    int64_t t;
+    int urc;
+    CHECK_EQ_INT(fb_at_next_line(at, 0, &line, &n, &t, &urc, &err), FB_OK);
+    CHECK(line == NULL);
+    CHECK_EQ_INT(fb_at_next_line(at, fb_now_ns() - FB_NS_PER_S, &line, &n, &t, &urc, &err),
+                 FB_OK);
+    CHECK(line == NULL);
+    CHECK(fb_now_ns() - t0 < FB_NS_PER_S);
+    feed(at, "+CREG: 1\r\n");
+    CHECK_EQ_INT(fb_at_next_line(at, FB_DEADLINE_NEVER, &line, &n, &t, &urc, &err), FB_OK);
+    CHECK(line && strcmp(line, "+CREG: 1") == 0);
+    free(line);
+    uint64_t rx = fb_at_rx_count(at);
+    t0 = fb_now_ns();
+    fb_at_wait_rx(at, rx, 0);
+    CHECK(fb_now_ns() - t0 < 20 * FB_NS_PER_MS);
+    CHECK_EQ_INT(fb_at_flush_callbacks(at, 0), 1);
+    fb_at_free(at);
+}
+
 int main(void)
 {
     test_split();
     test_final();
     test_engine();
+    test_wait_rule();
     CHECK_DONE();
 }

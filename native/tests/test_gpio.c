@@ -112,6 +112,20 @@ static void test_watchdog_waveforms(void)
     }
     CHECK_EQ_INT(has_stall, 1);
     fb_watchdog_free(w);
+
+    /* The one wait rule in wait_stall: 0 and a past deadline return at once (no stall
+     * yet), FB_DEADLINE_NEVER waits until the gap passes the threshold. */
+    w = fb_watchdog_new(FB_NS_PER_S, 0, NULL, "wd6", &err);
+    int64_t t1 = fb_now_ns();
+    fb_watchdog_wait_stall(w, 500 * MS, 0, &stalled, &gap);
+    CHECK_EQ_INT(stalled, 0);
+    fb_watchdog_wait_stall(w, 500 * MS, t1 - FB_NS_PER_S, &stalled, &gap);
+    CHECK_EQ_INT(stalled, 0);
+    CHECK(fb_now_ns() - t1 < 20 * MS);
+    fb_watchdog_wait_stall(w, 30 * MS, FB_DEADLINE_NEVER, &stalled, &gap);
+    CHECK_EQ_INT(stalled, 1);
+    CHECK(gap > 30 * MS && fb_now_ns() - t1 >= 30 * MS);
+    fb_watchdog_free(w);
     fb_timeline_free(tl);
 }
 
@@ -230,6 +244,17 @@ static void test_virtual(const char *dir)
             CHECK_EQ_INT(fb_gpio_next_edge(wdi, deadline, &e, &got, &err), FB_OK);
             CHECK(got && e.seq == 4);
             CHECK_EQ_INT(s.lost, 1);
+            /* The one wait rule: 0 and a past deadline poll (no edge left: got 0 at
+             * once), a short deadline waits that long. */
+            int64_t t0 = fb_now_ns();
+            CHECK_EQ_INT(fb_gpio_next_edge(wdi, 0, &e, &got, &err), FB_OK);
+            CHECK_EQ_INT(got, 0);
+            CHECK_EQ_INT(fb_gpio_next_edge(wdi, t0 - FB_NS_PER_S, &e, &got, &err), FB_OK);
+            CHECK_EQ_INT(got, 0);
+            CHECK(fb_now_ns() - t0 < 20 * MS);
+            CHECK_EQ_INT(fb_gpio_next_edge(wdi, fb_now_ns() + 30 * MS, &e, &got, &err), FB_OK);
+            CHECK_EQ_INT(got, 0);
+            CHECK(fb_now_ns() - t0 >= 30 * MS);
         }
         fb_gpio_close(g);
     }

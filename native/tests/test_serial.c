@@ -2,6 +2,7 @@
  * overflow reporting, loss when the peer goes away (also under ASan/UBSan/LSan). */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <libserialport.h>
 #include <pty.h>
 #include <stdio.h>
@@ -180,11 +181,119 @@ static void test_bad_open(void)
     fb_serial_list_free(list);
 }
 
+/* The peer writes one byte after a pause (a read with no deadline must wake for it). */
+typedef struct late_writer {
+    int fd;
+    int64_t delay_ns;
+} late_writer;
+
+static void *write_late(void *arg)
+{
+    late_writer *w = arg;
+    struct timespec ts = fb_ns_to_timespec(w->delay_ns);
+    nanosleep(&ts, NULL);
+    if (write(w->fd, "L", 1) != 1)
+        perror("write_late");
+    return NULL;
+}
+
+static void no_rx(void *ctx, const uint8_t *d, size_t n, int64_t t)
+{
+    (void)ctx;
+    (void)d;
+    (void)n;
+    (void)t;
+}
+
+typedef struct busy_setter {
+    fb_serial *port;
+} busy_setter;
+
+static void *set_consumer_late(void *arg)
+{
+    busy_setter *b = arg;
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+    fb_serial_set_consumer(b->port, no_rx, NULL, NULL);
+    return NULL;
+}
+
+/* One wait rule (fotabench/clock.h): a deadline at or before now polls, and
+ * FB_DEADLINE_NEVER waits until something happens, for read and write alike. A
+ * consumer (the AT engine) owns the stream: reads refuse with FB_ERR_BUSY. */
+static void test_wait_rule(void)
+{
+    int m;
+    char name[128];
+    CHECK(make_pty(&m, name, sizeof name) == 0);
+    fb_error err;
+    fb_serial *p = fb_serial_open(name, NULL, &err);
+    CHECK(p != NULL);
+    if (!p)
+        return;
+    char buf[64];
+    size_t got = 99;
+    /* Poll: 0 and a deadline in the past return at once with nothing. */
+    int64_t t0 = fb_now_ns();
+    CHECK_EQ_INT(fb_serial_read(p, buf, sizeof buf, &got, 0, &err), FB_OK);
+    CHECK_EQ_INT(got, 0);
+    CHECK_EQ_INT(fb_serial_read(p, buf, sizeof buf, &got, t0 - FB_NS_PER_S, &err), FB_OK);
+    CHECK_EQ_INT(got, 0);
+    CHECK(fb_now_ns() - t0 < 20 * FB_NS_PER_MS);
+    /* For ever: wakes for a byte that comes later. */
+    late_writer lw = {m, 80 * FB_NS_PER_MS};
+    pthread_t th;
+    t0 = fb_now_ns();
+    CHECK_EQ_INT(pthread_create(&th, NULL, write_late, &lw), 0);
+    CHECK_EQ_INT(fb_serial_read(p, buf, sizeof buf, &got, FB_DEADLINE_NEVER, &err), FB_OK);
+    CHECK_EQ_INT(got, 1);
+    CHECK(fb_now_ns() - t0 >= 70 * FB_NS_PER_MS);
+    pthread_join(th, NULL);
+    CHECK_EQ_INT(fb_deadline_in(FB_DEADLINE_NEVER), FB_DEADLINE_NEVER);
+    CHECK_EQ_INT(fb_deadline_in(FB_DEADLINE_NEVER - 1), FB_DEADLINE_NEVER);
+    CHECK(fb_deadline_in(0) <= fb_now_ns());
+    CHECK_EQ_INT(fb_deadline_add(5, FB_DEADLINE_NEVER), FB_DEADLINE_NEVER);
+
+    /* Writes to a peer that never reads: fill the pty, then a poll (0) sends nothing
+     * more, write() says FB_ERR_TIMEOUT and write_some FB_OK with what it sent. */
+    static char block[65536];
+    memset(block, 'w', sizeof block);
+    size_t sent = 0, total = 0;
+    do {
+        CHECK_EQ_INT(fb_serial_write_some(p, block, sizeof block, fb_now_ns() + 20 * FB_NS_PER_MS,
+                                          &sent, &err),
+                     FB_OK);
+        total += sent;
+    } while (sent == sizeof block && total < (64u << 20));
+    CHECK(sent < sizeof block); /* the pty's buffer is full */
+    t0 = fb_now_ns();
+    CHECK_EQ_INT(fb_serial_write_some(p, block, sizeof block, 0, &sent, &err), FB_OK);
+    CHECK_EQ_INT(sent, 0);
+    CHECK_EQ_INT(fb_serial_write(p, block, 10, 0, &err), FB_ERR_TIMEOUT);
+    CHECK_CONTAINS(err.message, "10 of 10 bytes not sent");
+    CHECK(fb_now_ns() - t0 < 50 * FB_NS_PER_MS);
+
+    /* One data path per stream: with a consumer, a read refuses, and a read already
+     * waiting for ever ends so. */
+    busy_setter bs = {p};
+    CHECK_EQ_INT(pthread_create(&th, NULL, set_consumer_late, &bs), 0);
+    CHECK_EQ_INT(fb_serial_read(p, buf, sizeof buf, &got, FB_DEADLINE_NEVER, &err), FB_ERR_BUSY);
+    pthread_join(th, NULL);
+    CHECK_CONTAINS(err.message, "Modem.expect()");
+    CHECK_EQ_INT(fb_serial_read(p, buf, sizeof buf, &got, 0, &err), FB_ERR_BUSY);
+    fb_serial_set_consumer(p, NULL, NULL, NULL);
+    CHECK_EQ_INT(fb_serial_read(p, buf, sizeof buf, &got, 0, &err), FB_OK);
+    CHECK(fb_serial_ring_capacity(p) == 1u << 20);
+    fb_serial_close(p);
+    close(m);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
     test_round_trip(dir);
     test_overflow();
     test_bad_open();
+    test_wait_rule();
     CHECK_DONE();
 }

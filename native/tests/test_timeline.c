@@ -127,6 +127,34 @@ static void test_json_string(void)
     CHECK_EQ_INT(tiny[0], '\0');
 }
 
+static void *add_late(void *arg)
+{
+    struct timespec ts = {0, 60 * 1000000L};
+    nanosleep(&ts, NULL);
+    fb_timeline_add(arg, 0, "t", "late", NULL, NULL, NULL);
+    return NULL;
+}
+
+/* The one wait rule: 0 polls, FB_DEADLINE_NEVER waits until the timeline grows. */
+static void test_wait_rule(void)
+{
+    fb_error err;
+    fb_timeline *tl = fb_timeline_new(&err);
+    CHECK(tl != NULL);
+    if (!tl)
+        return;
+    int64_t t0 = fb_now_ns();
+    CHECK_EQ_INT(fb_timeline_wait(tl, 0, 0), 0);
+    CHECK_EQ_INT(fb_timeline_wait(tl, 0, t0 - FB_NS_PER_S), 0);
+    CHECK(fb_now_ns() - t0 < 20 * FB_NS_PER_MS);
+    pthread_t th;
+    CHECK_EQ_INT(pthread_create(&th, NULL, add_late, tl), 0);
+    CHECK_EQ_INT(fb_timeline_wait(tl, 0, FB_DEADLINE_NEVER), 1);
+    CHECK(fb_now_ns() - t0 >= 50 * FB_NS_PER_MS);
+    pthread_join(th, NULL);
+    fb_timeline_free(tl);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
@@ -134,5 +162,6 @@ int main(int argc, char **argv)
     test_args();
     test_export(dir);
     test_json_string();
+    test_wait_rule();
     CHECK_DONE();
 }

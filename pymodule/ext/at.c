@@ -2,6 +2,8 @@
  * sliced, interruptible waits; URC callbacks from the reader thread with the GIL. */
 #include "serialobj.h"
 
+#include <string.h>
+
 #include "fotabench/clock.h"
 
 static PyObject *module_of(PyObject *self)
@@ -57,11 +59,12 @@ PyObject *core_at_attach(PyObject *op, PyObject *args, PyObject *kwargs)
                                      &queue_max))
         return NULL;
     if (line_max < 0 || queue_max < 0)
-        return PyErr_Format(PyExc_ValueError, "line_max and queue_max must be >= 0");
+        return core_arg_error(module_of(op), "line_max and queue_max must be >= 0");
     if (!self->port || self->closing)
         return raise_code(op, FB_ERR_CLOSED, "the port is closed");
     if (self->at)
-        return raise_code(op, FB_ERR_ARG, "an AT engine is already attached to this port");
+        return raise_code(op, FB_ERR_BUSY, "an AT engine (a Modem) is already attached to this "
+                                           "port: use that Modem, or close it first");
     fb_error err;
     fb_timeline *tl = NULL;
     if (self->timeline && !(tl = core_timeline_get(module_of(op), self->timeline)))
@@ -95,7 +98,9 @@ static fb_at *need_at(PyObject *op)
         return NULL;
     }
     if (!self->at) {
-        raise_code(op, FB_ERR_ARG, "no AT engine attached: call at_attach() first");
+        /* The Modem was closed (its engine detached), or never attached. */
+        raise_code(op, FB_ERR_CLOSED, "the Modem is closed: its AT engine was detached from "
+                                      "the port");
         return NULL;
     }
     return self->at;
@@ -144,6 +149,24 @@ static PyObject *response_tuple(const fb_at_response *r)
                          (long long)r->t_done);
 }
 
+typedef struct command_step {
+    fb_at *at;
+    int64_t deadline, inactivity;
+    fb_at_response resp;
+    int done;
+    fb_status st;
+    fb_error err;
+} command_step;
+
+/* fb_at_wait keeps the command's own deadline and inactivity limit: the slices only
+ * bring us back to see Ctrl-C and close(). */
+static int command_slice(void *ctx, int64_t slice)
+{
+    command_step *c = ctx;
+    c->st = fb_at_wait(c->at, slice, c->deadline, c->inactivity, &c->resp, &c->done, &c->err);
+    return c->st != FB_OK || c->done;
+}
+
 PyObject *core_at_command(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"cmd", "timeout", "inactivity", "terminator", NULL};
@@ -153,50 +176,53 @@ PyObject *core_at_command(PyObject *op, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|OOz:at_command", kwlist, &cmd,
                                      &timeout_arg, &inact_arg, &terminator))
         return NULL;
-    long long timeout, inactivity;
-    if (core_timeout_arg(timeout_arg, "timeout", &timeout) < 0 ||
-        core_timeout_arg(inact_arg, "inactivity", &inactivity) < 0)
+    command_step c;
+    memset(&c, 0, sizeof c);
+    if (core_timeout_arg(module_of(op), timeout_arg, "timeout", &c.deadline) < 0 ||
+        core_timeout_arg(module_of(op), inact_arg, "inactivity", &c.inactivity) < 0)
         return NULL;
     fb_at *at = need_at(op);
     if (!at || core_serial_enter(self) < 0)
         return NULL;
-    fb_error err;
+    c.at = at;
     fb_status st;
     Py_BEGIN_ALLOW_THREADS
-    st = fb_at_start(at, cmd, terminator, &err);
+    st = fb_at_start(at, cmd, terminator, &c.err);
     Py_END_ALLOW_THREADS
     if (st != FB_OK) {
         core_serial_leave(self);
-        return core_raise(module_of(op), &err);
+        return core_raise(module_of(op), &c.err);
     }
-    int64_t deadline = timeout < 0 ? 0 : fb_now_ns() + timeout;
-    fb_at_response resp;
-    int done = 0;
-    for (;;) {
-        int64_t slice = fb_now_ns() + CORE_WAIT_SLICE_NS;
-        Py_BEGIN_ALLOW_THREADS
-        st = fb_at_wait(at, slice, deadline, inactivity < 0 ? 0 : inactivity, &resp, &done,
-                        &err);
-        Py_END_ALLOW_THREADS
-        if (st != FB_OK || done)
-            break;
-        if (self->closing) {
-            fb_at_cancel(at);
-            st = fb_error_set(&err, FB_ERR_CLOSED, "the port was closed during '%.60s'", cmd);
-            break;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            fb_at_cancel(at);
-            core_serial_leave(self);
-            return NULL;
-        }
-    }
+    c.deadline = fb_deadline_in(c.deadline); /* from the moment it was sent */
+    int r = core_wait(module_of(op), FB_DEADLINE_NEVER, &self->closing, "the port", command_slice,
+                      &c);
+    if (r < 0)
+        fb_at_cancel(at); /* Ctrl-C or close(): its late lines become unsolicited */
     core_serial_leave(self);
-    if (st != FB_OK)
-        return core_raise(module_of(op), &err);
-    PyObject *t = response_tuple(&resp);
-    fb_at_response_free(&resp);
+    if (r < 0)
+        return NULL;
+    if (c.st != FB_OK)
+        return core_raise(module_of(op), &c.err);
+    PyObject *t = response_tuple(&c.resp);
+    fb_at_response_free(&c.resp);
     return t;
+}
+
+typedef struct line_step {
+    fb_at *at;
+    char *line;
+    size_t n;
+    int64_t t;
+    int urc;
+    fb_status st;
+    fb_error err;
+} line_step;
+
+static int line_slice(void *ctx, int64_t slice)
+{
+    line_step *l = ctx;
+    l->st = fb_at_next_line(l->at, slice, &l->line, &l->n, &l->t, &l->urc, &l->err);
+    return l->st != FB_OK || l->line != NULL;
 }
 
 PyObject *core_at_next_line(PyObject *op, PyObject *args, PyObject *kwargs)
@@ -206,45 +232,29 @@ PyObject *core_at_next_line(PyObject *op, PyObject *args, PyObject *kwargs)
     PyObject *timeout_arg = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:at_next_line", kwlist, &timeout_arg))
         return NULL;
-    long long timeout = 0;
-    if (timeout_arg && core_timeout_arg(timeout_arg, "timeout", &timeout) < 0)
+    int64_t deadline = 0; /* no timeout given: poll */
+    if (timeout_arg && core_deadline_arg(module_of(op), timeout_arg, "timeout", &deadline) < 0)
         return NULL;
     fb_at *at = need_at(op);
     if (!at || core_serial_enter(self) < 0)
         return NULL;
-    int64_t deadline = timeout < 0 ? INT64_MAX : fb_now_ns() + timeout;
-    char *line = NULL;
-    size_t n = 0;
-    int64_t t = 0;
-    int urc = 0;
-    fb_error err;
-    fb_status st;
-    for (;;) {
-        int64_t now = fb_now_ns();
-        int64_t slice = now + CORE_WAIT_SLICE_NS < deadline ? now + CORE_WAIT_SLICE_NS : deadline;
-        Py_BEGIN_ALLOW_THREADS
-        st = fb_at_next_line(at, timeout == 0 ? 0 : slice, &line, &n, &t, &urc, &err);
-        Py_END_ALLOW_THREADS
-        if (st != FB_OK || line || timeout == 0 || fb_now_ns() >= deadline)
-            break;
-        if (self->closing) {
-            st = fb_error_set(&err, FB_ERR_CLOSED, "the port was closed while waiting");
-            break;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            core_serial_leave(self);
-            return NULL;
-        }
-    }
+    line_step l;
+    memset(&l, 0, sizeof l);
+    l.at = at;
+    int r = core_wait(module_of(op), deadline, &self->closing, "the port", line_slice, &l);
     core_serial_leave(self);
-    if (st != FB_OK)
-        return core_raise(module_of(op), &err);
-    if (!line)
+    if (r < 0) {
+        free(l.line);
+        return NULL;
+    }
+    if (l.st != FB_OK)
+        return core_raise(module_of(op), &l.err);
+    if (!l.line)
         Py_RETURN_NONE;
-    PyObject *r = Py_BuildValue("(y#LO)", line, (Py_ssize_t)n, (long long)t,
-                                urc ? Py_True : Py_False);
-    free(line);
-    return r;
+    PyObject *t = Py_BuildValue("(y#LO)", l.line, (Py_ssize_t)l.n, (long long)l.t,
+                                l.urc ? Py_True : Py_False);
+    free(l.line);
+    return t;
 }
 
 PyObject *core_at_partial(PyObject *op, PyObject *unused)
@@ -258,6 +268,19 @@ PyObject *core_at_partial(PyObject *op, PyObject *unused)
     return PyBytes_FromStringAndSize(buf, (Py_ssize_t)(n < sizeof buf ? n : sizeof buf));
 }
 
+typedef struct rx_step {
+    fb_at *at;
+    uint64_t since, count;
+} rx_step;
+
+static int rx_slice(void *ctx, int64_t slice)
+{
+    rx_step *x = ctx;
+    fb_at_wait_rx(x->at, x->since, slice);
+    x->count = fb_at_rx_count(x->at);
+    return x->count != x->since;
+}
+
 PyObject *core_at_wait_rx(PyObject *op, PyObject *args)
 {
     SerialObject *self = (SerialObject *)op;
@@ -265,28 +288,16 @@ PyObject *core_at_wait_rx(PyObject *op, PyObject *args)
     PyObject *timeout_arg;
     if (!PyArg_ParseTuple(args, "KO:at_wait_rx", &since, &timeout_arg))
         return NULL;
-    long long timeout;
-    if (core_timeout_arg(timeout_arg, "timeout", &timeout) < 0)
+    int64_t deadline;
+    if (core_deadline_arg(module_of(op), timeout_arg, "timeout", &deadline) < 0)
         return NULL;
     fb_at *at = need_at(op);
     if (!at || core_serial_enter(self) < 0)
         return NULL;
-    int64_t deadline = timeout < 0 ? INT64_MAX : fb_now_ns() + timeout;
-    uint64_t n;
-    for (;;) {
-        int64_t now = fb_now_ns();
-        int64_t slice = now + CORE_WAIT_SLICE_NS < deadline ? now + CORE_WAIT_SLICE_NS : deadline;
-        Py_BEGIN_ALLOW_THREADS
-        fb_at_wait_rx(at, since, slice);
-        n = fb_at_rx_count(at);
-        Py_END_ALLOW_THREADS
-        if (n != since || fb_now_ns() >= deadline || self->closing)
-            break;
-        if (PyErr_CheckSignals() < 0) {
-            core_serial_leave(self);
-            return NULL;
-        }
-    }
+    rx_step x = {at, since, since};
+    int r = core_wait(module_of(op), deadline, &self->closing, "the port", rx_slice, &x);
     core_serial_leave(self);
-    return PyLong_FromUnsignedLongLong(n);
+    if (r < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(x.count);
 }

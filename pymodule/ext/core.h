@@ -30,6 +30,7 @@ typedef struct core_state {
     PyObject *closed_error;   /* ClosedError(FotabenchError, ConnectionError) */
     PyObject *lost_error;     /* DataLostError(FotabenchError) */
     PyObject *protocol_error; /* ProtocolError(FotabenchError) */
+    PyObject *busy_error;     /* BusyError(FotabenchError) */
     /* Bench I/O types (heap types, one file each). */
     PyObject *timeline_type;
     PyObject *serial_type;
@@ -59,6 +60,12 @@ static inline int core_interpreter_alive(void)
  * FB_ERR_CANCELLED with a Python exception pending (a signal handler's, e.g.
  * KeyboardInterrupt) keeps that exception. */
 PyObject *core_raise(PyObject *module, const fb_error *err);
+/* Raise ArgumentError (a FotabenchError and a ValueError) with a printf message. */
+PyObject *core_arg_error(PyObject *module, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
 
 /* A long C operation run without the GIL, stoppable by signals: between chunks the C
  * side calls cancel.stop, which takes the GIL back for PyErr_CheckSignals (Ctrl-C, or
@@ -87,13 +94,31 @@ int core_add_exceptions(PyObject *module);
 void core_clear_state(core_state *st);
 int core_traverse_state(core_state *st, visitproc visit, void *arg);
 
-/* Sliced waits: blocking calls release the GIL and wait at most this long at a time,
- * then check for signals (Ctrl-C) with the GIL held. */
+/* Sliced waits (wait.c): blocking calls release the GIL and wait at most this long at
+ * a time, then check for signals (Ctrl-C) and close() with the GIL held. */
 #define CORE_WAIT_SLICE_NS (50 * 1000000LL)
 
-/* Timeout argument: None -> -1 (forever), else seconds >= 0 -> nanoseconds. Returns 0,
- * or -1 with an exception set. */
-int core_timeout_arg(PyObject *arg, const char *what, long long *ns_out);
+/* The one timeout rule (wait.c): None (or NULL) -> FB_DEADLINE_NEVER, 0 -> 0 (poll),
+ * seconds > 0 -> nanoseconds; negative or NaN -> ArgumentError naming `what`. Returns
+ * 0, or -1 with an exception set. */
+int core_timeout_arg(PyObject *module, PyObject *arg, const char *what, int64_t *ns_out);
+/* The same as an absolute deadline of the core (fotabench/clock.h). */
+int core_deadline_arg(PyObject *module, PyObject *arg, const char *what, int64_t *deadline);
+
+/* One slice of a wait, run with the GIL released: wait at most until slice_deadline;
+ * return 1 when the wait is over (done or failed: the step's ctx says), else 0. */
+typedef int (*core_step_fn)(void *ctx, int64_t slice_deadline);
+
+/* The one sliced wait: runs step in slices until it returns 1 or `deadline` passes
+ * (0 then: the caller reads ctx; the first slice always runs, so a deadline of now
+ * polls once). Between slices, with the GIL held: *closing set by close() in another
+ * thread ends it with ClosedError naming `what`, a signal handler that raises
+ * (Ctrl-C) with its exception: -1 then. closing may be NULL. */
+int core_wait(PyObject *module, int64_t deadline, const int *closing, const char *what,
+              core_step_fn step, void *ctx);
+
+/* close(): set *closing and wait, GIL released, until no call is in flight. */
+void core_wait_idle(int *closing, const int *inflight);
 
 /* Bench I/O types: each file adds its type to the module and its state. */
 int core_add_timeline_type(PyObject *module);
@@ -112,5 +137,6 @@ extern PyMethodDef core_md5_methods[];
 extern PyMethodDef core_image_methods[];
 extern PyMethodDef core_package_methods[];
 extern PyMethodDef core_url_methods[];
+extern PyMethodDef core_wait_methods[];
 
 #endif

@@ -1,6 +1,9 @@
 /* Exception classes of fotabench._core and the mapping from fb_status. */
 #include "core.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 typedef struct exc_def {
     size_t offset; /* into core_state */
     fb_status code;
@@ -43,6 +46,9 @@ static const exc_def exc_defs[] = {
      "skipped. The count is in the message.", NULL},
     {offsetof(core_state, protocol_error), FB_ERR_PROTOCOL, "fotabench._core.ProtocolError",
      "The other side answered something its protocol does not allow.", NULL},
+    {offsetof(core_state, busy_error), FB_ERR_BUSY, "fotabench._core.BusyError",
+     "Taken by another user: a port's byte stream while a Modem (its AT engine) reads it "
+     "(use Modem.expect(), or close the Modem first).", NULL},
 };
 #define N_EXC (sizeof exc_defs / sizeof exc_defs[0])
 
@@ -260,19 +266,13 @@ PyObject *core_report_to_tuple(const fb_report *report)
     return t;
 }
 
-int core_timeout_arg(PyObject *arg, const char *what, long long *ns_out)
+PyObject *core_arg_error(PyObject *module, const char *fmt, ...)
 {
-    if (arg == NULL || arg == Py_None) {
-        *ns_out = -1;
-        return 0;
-    }
-    double s = PyFloat_AsDouble(arg);
-    if (s == -1.0 && PyErr_Occurred())
-        return -1;
-    if (!(s >= 0.0) || s > 1e9) {
-        PyErr_Format(PyExc_ValueError, "%s must be None or seconds >= 0 (got %R)", what, arg);
-        return -1;
-    }
-    *ns_out = (long long)(s * 1e9);
-    return 0;
+    fb_error err;
+    err.code = FB_ERR_ARG;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err.message, sizeof err.message, fmt, ap);
+    va_end(ap);
+    return core_raise(module, &err);
 }

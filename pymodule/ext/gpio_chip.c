@@ -49,12 +49,7 @@ static void close_chip(GpioChipObject *self)
 {
     if (!self->gpio)
         return;
-    while (self->inflight > 0) { /* a request() in another thread finishes first */
-        Py_BEGIN_ALLOW_THREADS
-        struct timespec ts = {0, 5 * 1000000L};
-        nanosleep(&ts, NULL);
-        Py_END_ALLOW_THREADS
-    }
+    core_wait_idle(&self->closing, &self->inflight); /* a request() in another thread ends */
     if (!self->gpio)
         return;
     /* Lines first: their monitors and callbacks stop before the C lines go. */
@@ -130,7 +125,7 @@ static PyObject *chip_request(PyObject *op, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|ppippn:request", kwlist, &line_arg,
                                      &output, &active_low, &bias, &initial, &edges, &queue_max))
         return NULL;
-    if (!self->gpio) {
+    if (!self->gpio || self->closing) {
         fb_error err;
         fb_error_set(&err, FB_ERR_CLOSED, "the GPIO chip is closed");
         return core_raise(module_of(op), &err);
@@ -145,10 +140,10 @@ static PyObject *chip_request(PyObject *op, PyObject *args, PyObject *kwargs)
         if (offset == -1 && PyErr_Occurred())
             return NULL;
         if (offset < 0)
-            return PyErr_Format(PyExc_ValueError, "line offset must be >= 0");
+            return core_arg_error(PyType_GetModule(Py_TYPE(op)), "line offset must be >= 0, got %ld", offset);
     }
     if (queue_max < 0)
-        return PyErr_Format(PyExc_ValueError, "queue_max must be >= 0");
+        return core_arg_error(PyType_GetModule(Py_TYPE(op)), "queue_max must be >= 0");
     fb_gpio_line_config cfg;
     fb_gpio_line_config_init(&cfg);
     cfg.direction = output ? FB_GPIO_OUTPUT : FB_GPIO_INPUT;

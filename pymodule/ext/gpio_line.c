@@ -4,6 +4,8 @@
 
 #include <time.h>
 
+#include <string.h>
+
 #include "fotabench/clock.h"
 
 static PyObject *module_of(PyObject *self)
@@ -82,13 +84,7 @@ void core_gpio_line_detach(GpioLineObject *self)
 {
     if (!self->line)
         return;
-    self->closing = 1;
-    while (self->inflight > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        struct timespec ts = {0, 5 * 1000000L};
-        nanosleep(&ts, NULL);
-        Py_END_ALLOW_THREADS
-    }
+    core_wait_idle(&self->closing, &self->inflight);
     while (self->monitors && PyList_GET_SIZE(self->monitors) > 0) {
         PyObject *m = Py_NewRef(PyList_GET_ITEM(self->monitors, 0));
         core_watchdog_detach(m);
@@ -221,8 +217,22 @@ static PyObject *line_get(PyObject *op, PyObject *unused)
     return PyLong_FromLong(v);
 }
 
+typedef struct sleep_step {
+    int64_t until;
+} sleep_step;
+
+static int sleep_slice(void *ctx, int64_t slice)
+{
+    (void)ctx;
+    struct timespec ts = fb_ns_to_timespec(slice);
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {
+    }
+    return 0; /* only the deadline ends a sleep */
+}
+
 /* The pulse is timed in C on the one clock, in slices so Ctrl-C works; an interrupted
- * pulse still ends (the opposite level is set) before KeyboardInterrupt. */
+ * pulse still ends (the opposite level is set) before KeyboardInterrupt, and so does
+ * one whose line is released by another thread. */
 static PyObject *line_pulse(PyObject *op, PyObject *args)
 {
     GpioLineObject *self = (GpioLineObject *)op;
@@ -230,8 +240,11 @@ static PyObject *line_pulse(PyObject *op, PyObject *args)
     double seconds;
     if (!PyArg_ParseTuple(args, "pd:pulse", &value, &seconds))
         return NULL;
-    if (!(seconds > 0) || seconds > 3600)
-        return PyErr_Format(PyExc_ValueError, "pulse duration must be in (0, 3600] s");
+    if (!(seconds > 0) || seconds > 3600) {
+        fb_error e;
+        fb_error_set(&e, FB_ERR_ARG, "pulse duration must be in (0, 3600] s, got %g", seconds);
+        return core_raise(module_of(op), &e);
+    }
     if (need(self) < 0)
         return NULL;
     fb_error err;
@@ -245,32 +258,46 @@ static PyObject *line_pulse(PyObject *op, PyObject *args)
         self->inflight--;
         return core_raise(module_of(op), &err);
     }
-    int64_t until = t0 + (int64_t)(seconds * 1e9);
-    int interrupted = 0;
-    for (;;) {
-        int64_t now = fb_now_ns();
-        if (now >= until)
-            break;
-        int64_t slice = now + CORE_WAIT_SLICE_NS < until ? now + CORE_WAIT_SLICE_NS : until;
-        struct timespec ts = fb_ns_to_timespec(slice);
-        Py_BEGIN_ALLOW_THREADS
-        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0) {
-        }
-        Py_END_ALLOW_THREADS
-        if (slice < until && PyErr_CheckSignals() < 0) {
-            interrupted = 1;
-            break;
-        }
-    }
+    sleep_step s = {t0 + (int64_t)(seconds * 1e9)};
+    int r = core_wait(module_of(op), s.until, &self->closing, "the GPIO line", sleep_slice, &s);
+    /* The exception (Ctrl-C, ClosedError) is kept while the line is set back. */
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = r < 0 ? PyErr_GetRaisedException() : NULL;
+#else
+    PyObject *et = NULL, *ev = NULL, *tb = NULL;
+    if (r < 0)
+        PyErr_Fetch(&et, &ev, &tb);
+#endif
     Py_BEGIN_ALLOW_THREADS
     st = fb_gpio_set(self->line, !value, &t1, &err);
     Py_END_ALLOW_THREADS
     self->inflight--;
-    if (interrupted)
+    if (r < 0) {
+#if PY_VERSION_HEX >= 0x030C0000
+        PyErr_SetRaisedException(exc);
+#else
+        PyErr_Restore(et, ev, tb);
+#endif
         return NULL;
+    }
     if (st != FB_OK)
         return core_raise(module_of(op), &err);
     return Py_BuildValue("(LL)", (long long)t0, (long long)t1);
+}
+
+typedef struct edge_step {
+    fb_gpio_line *line;
+    fb_gpio_edge e;
+    int got;
+    fb_status st;
+    fb_error err;
+} edge_step;
+
+static int edge_slice(void *ctx, int64_t slice)
+{
+    edge_step *x = ctx;
+    x->st = fb_gpio_next_edge(x->line, slice, &x->e, &x->got, &x->err);
+    return x->st != FB_OK || x->got;
 }
 
 static PyObject *line_next_edge(PyObject *op, PyObject *args, PyObject *kwargs)
@@ -280,40 +307,24 @@ static PyObject *line_next_edge(PyObject *op, PyObject *args, PyObject *kwargs)
     PyObject *timeout_arg = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:next_edge", kwlist, &timeout_arg))
         return NULL;
-    long long timeout = 0;
-    if (timeout_arg && core_timeout_arg(timeout_arg, "timeout", &timeout) < 0)
+    int64_t deadline = 0; /* no timeout given: poll */
+    if (timeout_arg && core_deadline_arg(module_of(op), timeout_arg, "timeout", &deadline) < 0)
         return NULL;
     if (need(self) < 0)
         return NULL;
-    int64_t deadline = timeout < 0 ? INT64_MAX : fb_now_ns() + timeout;
-    fb_gpio_edge e;
-    int got = 0;
-    fb_error err;
-    fb_status st;
+    edge_step x;
+    memset(&x, 0, sizeof x);
+    x.line = self->line;
     self->inflight++;
-    for (;;) {
-        int64_t now = fb_now_ns();
-        int64_t slice = now + CORE_WAIT_SLICE_NS < deadline ? now + CORE_WAIT_SLICE_NS : deadline;
-        Py_BEGIN_ALLOW_THREADS
-        st = fb_gpio_next_edge(self->line, timeout == 0 ? 0 : slice, &e, &got, &err);
-        Py_END_ALLOW_THREADS
-        if (st != FB_OK || got || timeout == 0 || fb_now_ns() >= deadline)
-            break;
-        if (self->closing) {
-            st = fb_error_set(&err, FB_ERR_CLOSED, "the GPIO line was released while waiting");
-            break;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            self->inflight--;
-            return NULL;
-        }
-    }
+    int r = core_wait(module_of(op), deadline, &self->closing, "the GPIO line", edge_slice, &x);
     self->inflight--;
-    if (st != FB_OK)
-        return core_raise(module_of(op), &err);
-    if (!got)
+    if (r < 0)
+        return NULL;
+    if (x.st != FB_OK)
+        return core_raise(module_of(op), &x.err);
+    if (!x.got)
         Py_RETURN_NONE;
-    return Py_BuildValue("(iLK)", e.value, (long long)e.t_ns, (unsigned long long)e.seq);
+    return Py_BuildValue("(iLK)", x.e.value, (long long)x.e.t_ns, (unsigned long long)x.e.seq);
 }
 
 static PyObject *line_set_edge_callback(PyObject *op, PyObject *arg)

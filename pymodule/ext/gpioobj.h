@@ -16,6 +16,7 @@ typedef struct {
     fb_gpio *gpio;      /* NULL after close() */
     PyObject *timeline; /* Timeline object or NULL */
     PyObject *lines;    /* list of GpioLine objects requested here */
+    int closing;        /* set by close(): request() refuses */
     int inflight;       /* request() calls with the GIL released (close waits) */
 } GpioChipObject;
 

@@ -26,13 +26,29 @@ static int add_methods(PyObject *module, PyMethodDef *defs)
     return PyModule_AddFunctions(module, defs);
 }
 
+/* C threads of the core (reader, dispatch) call Python through PyGILState_Ensure,
+ * which CPython supports only in the main interpreter: refuse the others, on every
+ * version (the slot below says the same to 3.12+'s import machinery). */
+static int refuse_subinterpreters(void)
+{
+    if (PyInterpreterState_Get() == PyInterpreterState_Main())
+        return 0;
+    PyErr_SetString(PyExc_ImportError,
+                    "fotabench._core works only in the main interpreter: its C threads call "
+                    "back into Python with PyGILState_Ensure, which subinterpreters do not "
+                    "support");
+    return -1;
+}
+
 static int core_exec(PyObject *module)
 {
+    if (refuse_subinterpreters() < 0)
+        return -1;
     if (core_add_exceptions(module) < 0 || add_methods(module, base_methods) < 0 ||
         add_methods(module, core_md5_methods) < 0 ||
         add_methods(module, core_image_methods) < 0 ||
         add_methods(module, core_package_methods) < 0 ||
-        add_methods(module, core_url_methods) < 0 ||
+        add_methods(module, core_url_methods) < 0 || add_methods(module, core_wait_methods) < 0 ||
         add_methods(module, core_timeline_methods) < 0 || core_add_timeline_type(module) < 0 ||
         add_methods(module, core_serial_methods) < 0 || core_add_serial_type(module) < 0 ||
         core_add_gpio_type(module) < 0 || core_add_watchdog_type(module) < 0)
@@ -59,7 +75,8 @@ static void core_free(void *module)
 static PyModuleDef_Slot core_slots[] = {
     {Py_mod_exec, core_exec},
 #ifdef Py_mod_multiple_interpreters
-    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+    /* Not PER_INTERPRETER_GIL_SUPPORTED: PyGILState_Ensure from C threads (above). */
+    {Py_mod_multiple_interpreters, Py_MOD_MULTIPLE_INTERPRETERS_NOT_SUPPORTED},
 #endif
     {0, NULL},
 };

@@ -3,8 +3,6 @@
  * methods are in at.c. */
 #include "serialobj.h"
 
-#include <time.h>
-
 #include "fotabench/clock.h"
 
 static PyObject *module_of(PyObject *self)
@@ -12,7 +10,8 @@ static PyObject *module_of(PyObject *self)
     return PyType_GetModule(Py_TYPE(self));
 }
 
-static int parse_choice(PyObject *arg, const char *what, const char *const *names, int *out)
+static int parse_choice(PyObject *module, PyObject *arg, const char *what,
+                        const char *const *names, int *out)
 {
     if (!arg || arg == Py_None)
         return 0;
@@ -27,7 +26,7 @@ static int parse_choice(PyObject *arg, const char *what, const char *const *name
             *out = i;
             return 0;
         }
-    PyErr_Format(PyExc_ValueError, "unknown %s '%s'", what, s);
+    core_arg_error(module, "unknown %s '%.40s'", what, s);
     return -1;
 }
 
@@ -71,9 +70,9 @@ static PyObject *serial_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     PyObject *logb = NULL;
     int par = 0, fl = 0, be = 0;
     PyObject *module = PyType_GetModule(type);
-    if (parse_choice(parity, "parity", parity_names, &par) < 0 ||
-        parse_choice(flow, "flow control", flow_names, &fl) < 0 ||
-        parse_choice(backend, "backend", backend_names, &be) < 0 ||
+    if (parse_choice(module, parity, "parity", parity_names, &par) < 0 ||
+        parse_choice(module, flow, "flow control", flow_names, &fl) < 0 ||
+        parse_choice(module, backend, "backend", backend_names, &be) < 0 ||
         (log && log != Py_None && !PyUnicode_FSConverter(log, &logb))) {
         Py_DECREF(path);
         return NULL;
@@ -81,7 +80,7 @@ static PyObject *serial_new(PyTypeObject *type, PyObject *args, PyObject *kwargs
     if (ring < 0) {
         Py_DECREF(path);
         Py_XDECREF(logb);
-        return PyErr_Format(PyExc_ValueError, "ring_size must be >= 0");
+        return core_arg_error(module, "ring_size must be >= 0, got %zd", ring);
     }
     cfg.parity = (fb_parity)par;
     cfg.flow = (fb_flow)fl;
@@ -126,13 +125,7 @@ static void close_port(SerialObject *self)
 {
     if (!self->port)
         return;
-    self->closing = 1;
-    while (self->inflight > 0) { /* waits wake within one slice and see `closing` */
-        Py_BEGIN_ALLOW_THREADS
-        struct timespec ts = {0, 5 * 1000000L};
-        nanosleep(&ts, NULL);
-        Py_END_ALLOW_THREADS
-    }
+    core_wait_idle(&self->closing, &self->inflight);
     core_serial_at_detach(self);
     fb_serial *port = self->port;
     self->port = NULL;
@@ -206,6 +199,26 @@ static PyObject *serial_reopen(PyObject *op, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+/* A write in slices (fb_serial_write_some), so that Ctrl-C and a close() from another
+ * thread end it even when the peer never reads. */
+typedef struct write_step {
+    fb_serial *port;
+    const char *data;
+    size_t n, sent;
+    fb_status st;
+    fb_error err;
+} write_step;
+
+static int write_slice(void *ctx, int64_t slice)
+{
+    write_step *w = ctx;
+    size_t sent = 0;
+    w->st = fb_serial_write_some(w->port, w->data + w->sent, w->n - w->sent, slice, &sent,
+                                 &w->err);
+    w->sent += sent;
+    return w->st != FB_OK || w->sent == w->n;
+}
+
 static PyObject *serial_write(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"data", "timeout", NULL};
@@ -214,22 +227,41 @@ static PyObject *serial_write(PyObject *op, PyObject *args, PyObject *kwargs)
     PyObject *timeout_arg = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "y*|O:write", kwlist, &data, &timeout_arg))
         return NULL;
-    long long timeout;
-    if (core_timeout_arg(timeout_arg, "timeout", &timeout) < 0 || core_serial_enter(self) < 0) {
+    int64_t deadline;
+    if (core_deadline_arg(module_of(op), timeout_arg, "timeout", &deadline) < 0 ||
+        core_serial_enter(self) < 0) {
         PyBuffer_Release(&data);
         return NULL;
     }
-    fb_error err;
-    fb_status st;
-    int64_t deadline = timeout < 0 ? fb_now_ns() + 3600 * FB_NS_PER_S : fb_now_ns() + timeout;
-    Py_BEGIN_ALLOW_THREADS
-    st = fb_serial_write(self->port, data.buf, (size_t)data.len, deadline, &err);
-    Py_END_ALLOW_THREADS
+    write_step w = {self->port, data.buf, (size_t)data.len, 0, FB_OK, {FB_OK, ""}};
+    int r = core_wait(module_of(op), deadline, &self->closing, "the port", write_slice, &w);
     core_serial_leave(self);
     PyBuffer_Release(&data);
-    if (st != FB_OK)
-        return core_raise(module_of(op), &err);
-    return PyLong_FromSsize_t(data.len);
+    if (r < 0)
+        return NULL;
+    if (w.st == FB_OK && w.sent < w.n)
+        w.st = fb_error_set(&w.err, FB_ERR_TIMEOUT,
+                            "writing to %s: %zu of %zu bytes not sent in time (flow control "
+                            "holding us? the peer not reading?)",
+                            fb_serial_path(self->port), w.n - w.sent, w.n);
+    if (w.st != FB_OK)
+        return core_raise(module_of(op), &w.err);
+    return PyLong_FromSize_t(w.sent);
+}
+
+typedef struct read_step {
+    fb_serial *port;
+    char *buf;
+    size_t cap, got;
+    fb_status st;
+    fb_error err;
+} read_step;
+
+static int read_slice(void *ctx, int64_t slice)
+{
+    read_step *r = ctx;
+    r->st = fb_serial_read(r->port, r->buf, r->cap, &r->got, slice, &r->err);
+    return r->st != FB_OK || r->got > 0;
 }
 
 static PyObject *serial_read(PyObject *op, PyObject *args, PyObject *kwargs)
@@ -240,47 +272,33 @@ static PyObject *serial_read(PyObject *op, PyObject *args, PyObject *kwargs)
     PyObject *timeout_arg = NULL;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|nO:read", kwlist, &size, &timeout_arg))
         return NULL;
-    long long timeout = 0;
-    if (timeout_arg && core_timeout_arg(timeout_arg, "timeout", &timeout) < 0)
+    int64_t deadline = 0; /* no timeout given: poll */
+    if (timeout_arg && core_deadline_arg(module_of(op), timeout_arg, "timeout", &deadline) < 0)
         return NULL;
-    if (size <= 0)
-        return PyErr_Format(PyExc_ValueError, "size must be > 0");
-    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
-    if (!out)
-        return NULL;
-    if (core_serial_enter(self) < 0) {
-        Py_DECREF(out);
-        return NULL;
-    }
-    int64_t deadline = timeout < 0 ? INT64_MAX : fb_now_ns() + timeout;
-    size_t got = 0;
-    fb_error err;
-    fb_status st = FB_OK;
-    for (;;) {
-        int64_t now = fb_now_ns();
-        int64_t slice = now + CORE_WAIT_SLICE_NS < deadline ? now + CORE_WAIT_SLICE_NS : deadline;
-        Py_BEGIN_ALLOW_THREADS
-        st = fb_serial_read(self->port, PyBytes_AS_STRING(out), (size_t)size, &got,
-                            timeout == 0 ? 0 : slice, &err);
-        Py_END_ALLOW_THREADS
-        if (st != FB_OK || got || fb_now_ns() >= deadline || timeout == 0)
-            break;
-        if (self->closing) {
-            st = fb_error_set(&err, FB_ERR_CLOSED, "the port was closed while reading");
-            break;
-        }
-        if (PyErr_CheckSignals() < 0) {
-            core_serial_leave(self);
-            Py_DECREF(out);
-            return NULL;
-        }
-    }
-    core_serial_leave(self);
-    if (st != FB_OK) {
-        Py_DECREF(out);
+    if (size <= 0) {
+        fb_error err;
+        fb_error_set(&err, FB_ERR_ARG, "size must be > 0, got %zd", size);
         return core_raise(module_of(op), &err);
     }
-    if (_PyBytes_Resize(&out, (Py_ssize_t)got) < 0)
+    if (core_serial_enter(self) < 0)
+        return NULL;
+    /* No read returns more than the ring holds: read(2**40) allocates that, not 1 TiB. */
+    size_t ring = fb_serial_ring_capacity(self->port);
+    if ((size_t)size > ring)
+        size = (Py_ssize_t)ring;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, size);
+    if (!out) {
+        core_serial_leave(self);
+        return NULL;
+    }
+    read_step r = {self->port, PyBytes_AS_STRING(out), (size_t)size, 0, FB_OK, {FB_OK, ""}};
+    int w = core_wait(module_of(op), deadline, &self->closing, "the port", read_slice, &r);
+    core_serial_leave(self);
+    if (w < 0 || r.st != FB_OK) {
+        Py_DECREF(out);
+        return w < 0 ? NULL : core_raise(module_of(op), &r.err);
+    }
+    if (_PyBytes_Resize(&out, (Py_ssize_t)r.got) < 0)
         return NULL;
     return out;
 }
@@ -380,8 +398,9 @@ static PyObject *serial_configure(PyObject *op, PyObject *args, PyObject *kwargs
                                      &cfg.data_bits, &parity, &cfg.stop_bits, &flow))
         return NULL;
     int par = 0, fl = 0;
-    if (parse_choice(parity, "parity", parity_names, &par) < 0 ||
-        parse_choice(flow, "flow control", flow_names, &fl) < 0)
+    PyObject *module = module_of(op);
+    if (parse_choice(module, parity, "parity", parity_names, &par) < 0 ||
+        parse_choice(module, flow, "flow control", flow_names, &fl) < 0)
         return NULL;
     cfg.parity = (fb_parity)par;
     cfg.flow = (fb_flow)fl;
@@ -459,10 +478,11 @@ static PyMethodDef serial_methods[] = {
     {"reopen", serial_reopen, METH_NOARGS,
      "reopen() -> None\n\nOpen the same path again after the port disappeared."},
     {"write", (PyCFunction)(void (*)(void))serial_write, METH_VARARGS | METH_KEYWORDS,
-     "write(data, timeout=None) -> int\n\nSend all bytes (GIL released)."},
+     "write(data, timeout=None) -> int\n\nSend all bytes (GIL released; Ctrl-C and close() "
+     "end the wait)."},
     {"read", (PyCFunction)(void (*)(void))serial_read, METH_VARARGS | METH_KEYWORDS,
-     "read(size=65536, timeout=0) -> bytes\n\nBuffered bytes; waits up to timeout seconds "
-     "(None: forever) for the first; b'' at the timeout."},
+     "read(size=65536, timeout=0) -> bytes\n\nBuffered bytes (at most the ring's size); "
+     "waits up to timeout seconds (None: for ever) for the first; b'' at the timeout."},
     {"tail", serial_tail, METH_VARARGS, "tail(n=4096) -> bytes\n\nThe last bytes received."},
     {"set_dtr", serial_set_dtr, METH_O, "set_dtr(on) -> None"},
     {"set_rts", serial_set_rts, METH_O, "set_rts(on) -> None"},

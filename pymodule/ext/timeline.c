@@ -57,7 +57,7 @@ static PyObject *timeline_add(PyObject *self, PyObject *args, PyObject *kwargs)
                                      &t_ns))
         return NULL;
     if (t_ns < 0)
-        return PyErr_Format(PyExc_ValueError, "t_ns must be >= 0 (0 = now), got %lld", t_ns);
+        return core_arg_error(module_of(self), "t_ns must be >= 0 (0 = now), got %lld", t_ns);
     if (t_ns == 0)
         t_ns = fb_now_ns();
     uint64_t seq;
@@ -120,6 +120,18 @@ static PyObject *timeline_events(PyObject *self, PyObject *args, PyObject *kwarg
     return c.list;
 }
 
+typedef struct count_step {
+    fb_timeline *tl;
+    uint64_t count, n;
+} count_step;
+
+static int count_slice(void *ctx, int64_t slice)
+{
+    count_step *c = ctx;
+    c->n = fb_timeline_wait(c->tl, c->count, slice);
+    return c->n > c->count;
+}
+
 static PyObject *timeline_wait(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"count", "timeout", NULL};
@@ -127,24 +139,13 @@ static PyObject *timeline_wait(PyObject *self, PyObject *args, PyObject *kwargs)
     PyObject *timeout_arg = Py_None;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "K|O:wait", kwlist, &count, &timeout_arg))
         return NULL;
-    long long timeout;
-    if (core_timeout_arg(timeout_arg, "timeout", &timeout) < 0)
+    int64_t deadline;
+    if (core_deadline_arg(module_of(self), timeout_arg, "timeout", &deadline) < 0)
         return NULL;
-    fb_timeline *tl = ((TimelineObject *)self)->tl;
-    int64_t deadline = timeout < 0 ? INT64_MAX : fb_now_ns() + timeout;
-    uint64_t n;
-    for (;;) {
-        int64_t now = fb_now_ns();
-        int64_t slice = now + CORE_WAIT_SLICE_NS < deadline ? now + CORE_WAIT_SLICE_NS : deadline;
-        Py_BEGIN_ALLOW_THREADS
-        n = fb_timeline_wait(tl, count, slice > now ? slice : 0);
-        Py_END_ALLOW_THREADS
-        if (n > count || fb_now_ns() >= deadline)
-            break;
-        if (PyErr_CheckSignals() < 0)
-            return NULL;
-    }
-    return PyLong_FromUnsignedLongLong(n);
+    count_step c = {((TimelineObject *)self)->tl, count, 0};
+    if (core_wait(module_of(self), deadline, NULL, "the timeline", count_slice, &c) < 0)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(c.n);
 }
 
 static PyObject *timeline_write_jsonl(PyObject *self, PyObject *args, PyObject *kwargs)

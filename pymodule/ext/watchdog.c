@@ -46,11 +46,11 @@ static PyObject *wd_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|OdOzL:WatchdogMonitor", kwlist, &line,
                                      &timeout, &timeline, &source, &start_ns))
         return NULL;
-    if (!(timeout > 0) || timeout > 3600)
-        return PyErr_Format(PyExc_ValueError, "timeout must be in (0, 3600] s");
-    if (start_ns < 0)
-        return PyErr_Format(PyExc_ValueError, "start_ns must be >= 0");
     PyObject *module = PyType_GetModule(type);
+    if (!(timeout > 0) || timeout > 3600)
+        return core_arg_error(module, "timeout must be in (0, 3600] s, got %g", timeout);
+    if (start_ns < 0)
+        return core_arg_error(module, "start_ns must be >= 0, got %lld", start_ns);
     fb_timeline *tl = NULL;
     if (timeline != Py_None && !(tl = core_timeline_get(module, timeline)))
         return NULL;
@@ -59,8 +59,7 @@ static PyObject *wd_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         if (core_gpio_line_check(module, line, &lo) < 0)
             return NULL;
         if (start_ns)
-            return PyErr_Format(PyExc_ValueError, "start_ns is for recorded waveforms, not a "
-                                                  "live line");
+            return core_arg_error(module, "start_ns is for recorded waveforms, not a live line");
     }
     WatchdogObject *self = (WatchdogObject *)type->tp_alloc(type, 0);
     if (!self)
@@ -118,13 +117,7 @@ static void drop_from_line(WatchdogObject *self)
 
 static void wd_close(WatchdogObject *self)
 {
-    self->closing = 1;
-    while (self->inflight > 0) { /* waits end within one slice once `closing` is set */
-        Py_BEGIN_ALLOW_THREADS
-        struct timespec ts = {0, 5 * 1000000L};
-        nanosleep(&ts, NULL);
-        Py_END_ALLOW_THREADS
-    }
+    core_wait_idle(&self->closing, &self->inflight);
     core_watchdog_detach((PyObject *)self);
     if (self->w) {
         fb_watchdog *w = self->w;
@@ -242,6 +235,23 @@ static PyObject *wd_intervals(PyObject *op, PyObject *unused)
     }
 }
 
+typedef struct stall_step {
+    fb_watchdog *w;
+    int64_t threshold, gap;
+    int stalled;
+} stall_step;
+
+static int stall_slice(void *ctx, int64_t slice)
+{
+    stall_step *x = ctx;
+    fb_watchdog_wait_stall(x->w, x->threshold, slice, &x->stalled, &x->gap);
+    if (x->stalled)
+        return 1;
+    fb_watchdog_result r;
+    fb_watchdog_get(x->w, &r);
+    return !r.running; /* stopped: no stall will come */
+}
+
 static PyObject *wd_wait_stall(PyObject *op, PyObject *args)
 {
     WatchdogObject *self = (WatchdogObject *)op;
@@ -249,36 +259,20 @@ static PyObject *wd_wait_stall(PyObject *op, PyObject *args)
     PyObject *timeout_arg = Py_None;
     if (!PyArg_ParseTuple(args, "d|O:wait_stall", &threshold, &timeout_arg))
         return NULL;
-    long long timeout;
-    if (core_timeout_arg(timeout_arg, "timeout", &timeout) < 0 || need(self) < 0)
+    int64_t deadline;
+    if (core_deadline_arg(module_of(op), timeout_arg, "timeout", &deadline) < 0 ||
+        need(self) < 0)
         return NULL;
-    int64_t deadline = timeout < 0 ? INT64_MAX : fb_now_ns() + timeout;
-    int64_t th = (int64_t)(threshold * 1e9);
-    int stalled = 0;
-    int64_t gap = 0;
-    fb_watchdog *w = self->w;
+    stall_step x = {self->w, (int64_t)(threshold * 1e9), 0, 0};
     self->inflight++;
-    for (;;) {
-        int64_t now = fb_now_ns();
-        int64_t slice = now + CORE_WAIT_SLICE_NS < deadline ? now + CORE_WAIT_SLICE_NS : deadline;
-        Py_BEGIN_ALLOW_THREADS
-        fb_watchdog_wait_stall(w, th, slice, &stalled, &gap);
-        Py_END_ALLOW_THREADS
-        if (stalled || fb_now_ns() >= deadline || self->closing)
-            break;
-        fb_watchdog_result r;
-        fb_watchdog_get(w, &r);
-        if (!r.running)
-            break;
-        if (PyErr_CheckSignals() < 0) {
-            self->inflight--;
-            return NULL;
-        }
-    }
+    int r = core_wait(module_of(op), deadline, &self->closing, "the watchdog monitor",
+                      stall_slice, &x);
     self->inflight--;
-    if (!stalled)
+    if (r < 0)
+        return NULL;
+    if (!x.stalled)
         Py_RETURN_NONE;
-    return PyLong_FromLongLong(gap);
+    return PyLong_FromLongLong(x.gap);
 }
 
 static PyObject *wd_close_m(PyObject *op, PyObject *unused)

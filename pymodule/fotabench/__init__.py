@@ -13,7 +13,7 @@ Packaging pipeline (this release)::
 Every error is a :class:`FotabenchError` carrying the C core's ``code``,
 ``code_name`` and ``message``.
 """
-import importlib
+from importlib import import_module as _import_module
 
 # Not `from typing import ...`: typing alone costs more start-up than the rest of this
 # file. mypy treats a TYPE_CHECKING constant like typing's.
@@ -22,6 +22,7 @@ TYPE_CHECKING = False
 from ._core import (
     ArgumentError,
     BenchTimeoutError,
+    BusyError,
     ChecksumError,
     ClosedError,
     CryptoError,
@@ -72,13 +73,14 @@ def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fotabench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    value = getattr(_import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    # The public names and the module's dunders: not TYPE_CHECKING, not helpers.
+    return sorted(set(__all__) | {n for n in globals() if n.startswith("__")})
 
 
 __version__ = "0.1.0"
@@ -89,6 +91,7 @@ __all__ = [
     "AtError",
     "AtResponse",
     "BenchTimeoutError",
+    "BusyError",
     "Check",
     "ChecksumError",
     "ClosedError",

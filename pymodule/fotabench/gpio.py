@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from . import _core
+from ._callbacks import CallbackErrors
 from .timeline import Timeline
 
 __all__ = ["Edge", "GpioChip", "GpioLine"]
@@ -61,9 +62,17 @@ class GpioLine:
     """A requested line; made by :meth:`GpioChip.request_output` /
     :meth:`GpioChip.request_input`."""
 
-    def __init__(self, core: _core.GpioLine, direction: str):
+    def __init__(self, core: _core.GpioLine, direction: str, timeline: Timeline | None = None):
         self._core = core
         self.direction = direction
+        self.timeline = timeline
+        self._callback_errors = CallbackErrors(f"GPIO line {core.name}")
+
+    @property
+    def callback_errors(self) -> list[BaseException]:
+        """Exceptions raised by the on_edge callback (on the callback thread): the
+        first was printed to stderr with its traceback, each is on the timeline."""
+        return self._callback_errors.errors
 
     @property
     def name(self) -> str | None:
@@ -114,8 +123,17 @@ class GpioLine:
         to next_edge() as well."""
         if fn is None:
             self._core.set_edge_callback(None)
-        else:
-            self._core.set_edge_callback(lambda v, t, s: fn(Edge(v, t, s)))
+            return
+
+        def call(v: int, t: int, s: int) -> None:
+            edge = Edge(v, t, s)
+            try:
+                fn(edge)
+            except Exception as e:  # noqa: BLE001 - reported, see _callbacks.py
+                self._callback_errors.report(e, f"edge {edge}", self.timeline,
+                                             f"gpio:{self.name}")
+
+        self._core.set_edge_callback(call)
 
     def stats(self) -> dict[str, int]:
         """edges delivered, lost (sequence gaps), dropped (full queue), callback_dropped
@@ -134,13 +152,20 @@ class GpioLine:
         self.release()
 
     def __repr__(self) -> str:
-        return f"<GpioLine {self.name} {self.direction}{' released' if self.released else ''}>"
+        state = "released" if self.released else "held"
+        return f"<GpioLine {self.name} {self.direction} {state}>"
 
 
 class GpioChip:
     """A GPIO chip (``/dev/gpiochipN``, libgpiod v2) or a virtual module's board (the
     path of its gpio.sock: a Unix socket is recognised, or use :meth:`virtual`).
-    Closing releases every line."""
+    Closing releases every line.
+
+    >>> with fotabench.GpioChip("/dev/gpiochip0") as chip:     # doctest: +SKIP
+    ...     reset = chip.request_output(17, initial=0, active_low=True)
+    ...     reset.pulse(1, 0.1)
+    ...     chip.request_input("WDI").next_edge(timeout=2)
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, timeline: Timeline | None = None,
                  virtual: bool | None = None):
@@ -151,6 +176,7 @@ class GpioChip:
             except OSError:
                 virtual = False
         self.timeline = timeline
+        self.path = path
         self._core = _core.GpioChip(path, virtual, None if timeline is None else timeline._core)
         _open_chips.add(self)
 
@@ -172,14 +198,14 @@ class GpioChip:
                        active_low: bool = False, bias: Bias = "as-is") -> GpioLine:
         """Request a line to drive, held until released or the chip closes."""
         return GpioLine(self._core.request(line, True, active_low, _BIAS[bias], bool(initial),
-                                           False, 0), "output")
+                                           False, 0), "output", self.timeline)
 
     def request_input(self, line: str | int, *, edges: bool = True, active_low: bool = False,
                       bias: Bias = "as-is", queue_max: int = 0) -> GpioLine:
         """Request a line to read; with edges (default) every edge is kept (up to
         queue_max, default 4096, for next_edge) and timestamped."""
         return GpioLine(self._core.request(line, False, active_low, _BIAS[bias], False, edges,
-                                           queue_max), "input")
+                                           queue_max), "input", self.timeline)
 
     def close(self) -> None:
         self._core.close()
@@ -192,4 +218,5 @@ class GpioChip:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<GpioChip {self.backend or 'closed'}>"
+        state = "closed" if self.closed else f"open {self.backend}"
+        return f"<GpioChip {self.path} {state}>"

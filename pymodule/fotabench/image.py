@@ -63,6 +63,9 @@ class AppImage(Checked):
     checked against: the one given, or the only one its load address names; None when
     the address names several (``candidates``, e.g. ``('MC60', 'MC20')``: pass
     ``model=`` to choose) or none.
+
+    >>> AppImage.inspect("APP.bin")                    # doctest: +SKIP
+    <AppImage APP.bin ok model=M66 load_address=0x102c7000 file_length=0x1e4 size=484>
     """
 
     path: Path
@@ -127,6 +130,14 @@ class AppImage(Checked):
     def header(load_address: int, file_length: int) -> bytes:
         """The 64-byte GFH header for an image of file_length bytes (header included)."""
         return _core.app_header(load_address, file_length)
+
+    def __repr__(self) -> str:
+        verdict = "ok" if self.ok else "FAILED " + ",".join(c.name for c in self.failures)
+        if self.warnings:
+            verdict += " warnings=" + ",".join(c.name for c in self.warnings)
+        return (f"<AppImage {self.path} {verdict} model={self.model} "
+                f"load_address={self.load_address:#x} file_length={self.file_length:#x} "
+                f"size={self.size}>")
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import _core
+from ._callbacks import CallbackErrors
 from .serial import ExpectTimeout, Pattern, SerialPort, compile_patterns, describe_patterns
 from .timeline import Timeline, now_ns
 
@@ -104,7 +105,13 @@ class _Subscriber:
 class Modem:
     """The AT engine on a port. ``Modem("/dev/pts/7")`` opens the port (keyword
     arguments go to :class:`SerialPort`) and closes it on close();
-    ``Modem(port)`` uses an open :class:`SerialPort` and leaves it open.
+    ``Modem(port)`` uses an open :class:`SerialPort` and leaves it open. While a Modem
+    is attached it owns the port's byte stream: ``SerialPort.read``/``expect`` raise
+    :class:`fotabench.BusyError` (use :meth:`expect` and :meth:`next_line`).
+
+    >>> with fotabench.Modem("/dev/ttyUSB0", flow="rtscts") as modem:  # doctest: +SKIP
+    ...     modem.command("ATI").lines
+    ...     modem.expect("+CGREG: 1", timeout=60)
 
     ``urcs`` adds prefixes to the known URCs (+FBSTATE:, +FBREADY:, +FBUPG:, RDY,
     +CFUN:, +CPIN:, Call Ready, SMS Ready, +CREG:, +CGREG:, NORMAL POWER DOWN,
@@ -126,9 +133,9 @@ class Modem:
         self._core = self.port._core
         self._lock = threading.Lock()
         self._subs: list[_Subscriber] = []
-        #: Exceptions raised by URC subscribers (they run on the reader thread).
-        self.callback_errors: list[Exception] = []
+        self._callback_errors = CallbackErrors(f"Modem on {self.port.path}")
         self._subs_lock = threading.Lock()
+        self._closed = False
         try:
             self._core.at_attach(line_max, queue_max)
             for u in urcs:
@@ -141,6 +148,16 @@ class Modem:
     @property
     def timeline(self) -> Timeline | None:
         return self.port.timeline
+
+    @property
+    def callback_errors(self) -> list[BaseException]:
+        """Exceptions raised by URC subscribers (on the callback thread): the first
+        was printed to stderr with its traceback, each is on the timeline."""
+        return self._callback_errors.errors
+
+    @property
+    def closed(self) -> bool:
+        return self._closed or self.port.closed
 
     # --- commands -----------------------------------------------------------------
     def command(self, cmd: str, timeout: float | None = 10.0, *,
@@ -195,11 +212,9 @@ class Modem:
                 try:
                     s.fn(urc)
                 except Exception as e:  # noqa: BLE001 - one bad subscriber must not
-                    # silence the others or the reader thread: keep it for the test.
-                    self.callback_errors.append(e)
-                    if self.timeline is not None:
-                        self.timeline.add(self.port.name or "modem", "callback.error",
-                                          line=urc.line, error=repr(e))
+                    # silence the others or the reader thread: report it (_callbacks.py).
+                    self._callback_errors.report(e, f"URC {urc.line!r}", self.timeline,
+                                                 self.port.name or "modem")
 
     # --- lines and expect -----------------------------------------------------------
     def next_line(self, timeout: float | None = 0.0) -> tuple[str, int, bool] | None:
@@ -217,8 +232,10 @@ class Modem:
         consumed. A line still being received counts too, for prompts such as "> ".
         On timeout :class:`ExpectTimeout` shows the last bytes and the log path."""
         regs = compile_patterns(patterns)
+        timeout_ns = _core.timeout_ns(timeout, "timeout")
+        inactivity_ns = _core.timeout_ns(inactivity, "inactivity")
         start = now_ns()
-        deadline = None if timeout is None else start + int(timeout * 1e9)
+        deadline = None if timeout_ns is None else start + timeout_ns
         rx_seen = self._core.at_wait_rx(0, 0)
         while True:
             got = self._core.at_next_line(0)
@@ -237,7 +254,7 @@ class Modem:
                         return LineMatch(i, _text(partial), m, now_ns(), partial=True)
             now = now_ns()
             last_rx = max(self.port.stats()["last_rx_ns"], start)
-            idle = inactivity is not None and now - last_rx >= inactivity * 1e9
+            idle = inactivity_ns is not None and now - last_rx >= inactivity_ns
             if (deadline is not None and now >= deadline) or idle:
                 why = f"no byte for {inactivity} s" if idle else f"not within {timeout} s"
                 tail = self.port.tail(400)
@@ -249,13 +266,15 @@ class Modem:
             wait = 0.25
             if deadline is not None:
                 wait = min(wait, max(0.0, (deadline - now) / 1e9))
-            if inactivity is not None:
-                wait = min(wait, max(0.0, (last_rx + inactivity * 1e9 - now) / 1e9))
+            if inactivity_ns is not None:
+                wait = min(wait, max(0.0, (last_rx + inactivity_ns - now) / 1e9))
             rx_seen = self._core.at_wait_rx(rx_seen, wait)
 
     # --- lifetime -------------------------------------------------------------------
     def close(self) -> None:
-        """Detach the engine (and close the port if this Modem opened it)."""
+        """Detach the engine (and close the port if this Modem opened it). Calls after
+        it raise :class:`fotabench.ClosedError`."""
+        self._closed = True
         if not self.port.closed:
             self._core.at_set_urc_callback(None)
             self._core.at_detach()
@@ -269,4 +288,7 @@ class Modem:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Modem on {self.port!r}>"
+        state = "closed" if self.closed else "open"
+        errors = len(self.callback_errors)
+        return (f"<Modem {state} on {self.port.name or '?'} ({self.port.path})"
+                + (f" callback_errors={errors}" if errors else "") + ">")

@@ -45,6 +45,9 @@ class Package(Checked):
     image's header fields; ``checks`` every check that ran (``ok`` when none failed;
     ``warnings`` lists what passed but is worth knowing, such as a checksum type 0).
     ``model`` and ``candidates`` are the embedded app's, as in ``AppImage``.
+
+    >>> Package.inspect("v2.bin")                       # doctest: +SKIP
+    <Package v2.bin FAILED md5 model=M66 size=... md5=...>
     """
 
     path: Path
@@ -114,6 +117,14 @@ class Package(Checked):
         """Check the file again as it is now (it may have changed on disk); raises on
         the first failure, returns the fresh result otherwise."""
         return Package.open(self.path, self.model or "auto")
+
+    def __repr__(self) -> str:
+        # A damaged package must not look like a good one: the verdict comes first.
+        verdict = "ok" if self.ok else "FAILED " + ",".join(c.name for c in self.failures)
+        if self.warnings:
+            verdict += " warnings=" + ",".join(c.name for c in self.warnings)
+        return (f"<Package {self.path} {verdict} model={self.model} size={self.size} "
+                f"md5={self.md5}>")
 
     def to_dict(self) -> dict[str, Any]:
         return {

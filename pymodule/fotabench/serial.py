@@ -126,7 +126,7 @@ def compile_patterns(patterns: Pattern | Sequence[Pattern]) -> list[re.Pattern[b
             raise TypeError(f"expect pattern must be bytes, str or re.Pattern, not "
                             f"{type(p).__name__}")
     if not out:
-        raise ValueError("expect needs at least one pattern")
+        raise _core.ArgumentError("expect needs at least one pattern")
     return out
 
 
@@ -149,6 +149,10 @@ class SerialPort:
     """A serial port: ``SerialPort("/dev/ttyUSB0", 115200, flow="rtscts")`` for a real
     module's UART1, or a virtual module's ``/dev/pts/N``.
 
+    >>> with fotabench.SerialPort("/dev/ttyUSB0", log="uart1.log") as port:  # doctest: +SKIP
+    ...     port.write(b"AT\\r")
+    ...     port.expect(b"OK", timeout=2).before
+
     ``log`` writes every byte in and out with its time; ``timeline`` gets the port's
     events (``port.open``, ``rx``, ``tx``, ``overflow``, ``port.lost``...);
     ``ring_size`` bounds the bytes held for :meth:`read` and :meth:`expect` (1 MiB by
@@ -169,16 +173,18 @@ class SerialPort:
             None if timeline is None else timeline._core, backend)
         self._buf = bytearray()
         self._lock = threading.Lock()
+        # Kept here too: a closed port still says which one it was.
+        self._path, self._name = self._core.path, self._core.name
         _open_ports.add(self)
 
     # --- properties ---------------------------------------------------------------
     @property
     def path(self) -> str | None:
-        return self._core.path
+        return self._path
 
     @property
     def name(self) -> str | None:
-        return self._core.name
+        return self._name
 
     @property
     def log_path(self) -> str | None:
@@ -199,14 +205,19 @@ class SerialPort:
 
     # --- I/O ----------------------------------------------------------------------
     def write(self, data: bytes | str, timeout: float | None = 10.0) -> int:
-        """Send all of data (str is UTF-8); returns its length."""
+        """Send all of data (str is UTF-8); returns its length. Waits for room up to
+        timeout seconds (None: for ever, 0: only what fits now), then
+        :class:`fotabench.BenchTimeoutError`; Ctrl-C and a close() from another thread
+        end the wait (KeyboardInterrupt, :class:`fotabench.ClosedError`)."""
         if isinstance(data, str):
             data = data.encode()
         return self._core.write(data, timeout)
 
     def read(self, size: int = 65536, timeout: float | None = 0.0) -> bytes:
-        """Up to size bytes; waits up to timeout seconds (None: forever) for the
-        first; b"" at the timeout. Bytes held back by an earlier expect() come first."""
+        """Up to size bytes (at most what the ring holds); waits up to timeout seconds
+        (None: for ever, 0: not at all) for the first; b"" at the timeout. Bytes held
+        back by an earlier expect() come first. With a :class:`fotabench.Modem`
+        attached the stream is the Modem's: :class:`fotabench.BusyError`."""
         with self._lock:
             if self._buf:
                 out = bytes(self._buf[:size])
@@ -226,8 +237,10 @@ class SerialPort:
         arrived for that many seconds (an upgrade takes minutes, silence does not).
         On timeout :class:`ExpectTimeout` shows the last bytes and the log path."""
         regs = compile_patterns(patterns)
+        timeout_ns = _core.timeout_ns(timeout, "timeout")
+        inactivity_ns = _core.timeout_ns(inactivity, "inactivity")
         start = now_ns()
-        deadline = None if timeout is None else start + int(timeout * 1e9)
+        deadline = None if timeout_ns is None else start + timeout_ns
         with self._lock:
             while True:
                 best = None
@@ -242,7 +255,7 @@ class SerialPort:
                     return Match(i, regs[i], m, snapshot[:m.start()])
                 now = now_ns()
                 last_rx = max(self._core.stats()["last_rx_ns"], start)
-                idle = inactivity is not None and now - last_rx >= inactivity * 1e9
+                idle = inactivity_ns is not None and now - last_rx >= inactivity_ns
                 if (deadline is not None and now >= deadline) or idle:
                     why = (f"no byte for {inactivity} s" if idle
                            else f"not within {timeout} s")
@@ -255,8 +268,8 @@ class SerialPort:
                 wait = 0.25
                 if deadline is not None:
                     wait = min(wait, max(0.0, (deadline - now) / 1e9))
-                if inactivity is not None:
-                    wait = min(wait, max(0.0, (last_rx + inactivity * 1e9 - now) / 1e9))
+                if inactivity_ns is not None:
+                    wait = min(wait, max(0.0, (last_rx + inactivity_ns - now) / 1e9))
                 chunk = self._core.read(65536, wait)
                 if chunk:
                     self._buf += chunk
@@ -311,5 +324,5 @@ class SerialPort:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self.closed else self.backend
-        return f"<SerialPort {self.path} {state}>"
+        state = "closed" if self.closed else f"open {self.backend}"
+        return f"<SerialPort {self.name} {self.path} {state}>"

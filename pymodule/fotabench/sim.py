@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from . import _core
 from ._core import ArgumentError
 
 __all__ = ["VirtualModule", "SimError", "sim_binary"]
@@ -33,8 +34,11 @@ _ROOT = Path(__file__).resolve().parents[2]
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-class SimError(RuntimeError):
-    """The board program could not be started or did not answer."""
+class SimError(_core.FotabenchError, RuntimeError):
+    """The board program could not be started or did not answer (a FotabenchError, as
+    every error of fotabench; a RuntimeError too)."""
+
+    code_name = "SIM_ERROR"
 
 
 def sim_binary() -> Path:
@@ -139,7 +143,12 @@ def board_args(app: Optional[PathLike], state: PathLike, *, boot_timing: Optiona
 class VirtualModule:
     """One virtual module (``model``: M66 by default, MC60, MC60E, M26, MC20) running the
     bench agent. Keyword options are the board program's (``fotabench sim --help``);
-    ``extra_args`` are passed as they are."""
+    ``extra_args`` are passed as they are.
+
+    >>> with VirtualModule("APP.bin", "/tmp/vm", power=False) as vm:   # doctest: +SKIP
+    ...     vm.power_on()
+    ...     fotabench.Modem(vm.uart1).expect("+FBREADY:", timeout=30)
+    """
 
     def __init__(self, app: Optional[PathLike], state: PathLike, *,
                  binary: Optional[PathLike] = None, start_timeout: float = 10.0,
@@ -162,9 +171,12 @@ class VirtualModule:
             raise SimError("already started")
         if not self.binary.exists():
             raise SimError(f"{self.binary} not found: build it with `make -C firmware sim`")
-        self.proc = subprocess.Popen([os.fspath(self.binary), *self.args],
-                                     stdout=subprocess.PIPE, stderr=self._stderr,
-                                     stdin=subprocess.DEVNULL, env=_child_env())
+        try:
+            self.proc = subprocess.Popen([os.fspath(self.binary), *self.args],
+                                         stdout=subprocess.PIPE, stderr=self._stderr,
+                                         stdin=subprocess.DEVNULL, env=_child_env())
+        except OSError as e:
+            raise SimError(f"cannot start the board program {self.binary}: {e}") from e
         try:
             assert self.proc.stdout is not None
             fd = self.proc.stdout.fileno()
@@ -175,7 +187,10 @@ class VirtualModule:
             if not line:
                 code = self.proc.poll()
                 raise SimError(f"board program gave no JSON line (exit {code})")
-            self.info = json.loads(line)
+            try:
+                self.info = json.loads(line)
+            except ValueError as e:
+                raise SimError(f"board program printed {line[:200]!r}, not its JSON line") from e
         except BaseException:
             self.stop()
             raise
@@ -201,6 +216,13 @@ class VirtualModule:
             proc.stdout.close()
         return proc.returncode
 
+    def __repr__(self) -> str:
+        if not self.running:
+            return f"<VirtualModule stopped state={self.state}>"
+        return (f"<VirtualModule running pid={self.info.get('pid')} "
+                f"uart1={self.info.get('uart1')} uart2={self.info.get('uart2')} "
+                f"gpio={self.info.get('gpio')} state={self.state}>")
+
     def __enter__(self) -> "VirtualModule":
         return self.start()
 
@@ -214,30 +236,37 @@ class VirtualModule:
             except Exception:
                 pass
 
+    def _info(self, key: str):
+        try:
+            return self.info[key]
+        except KeyError:
+            raise SimError(f"no {key}: the virtual module is not started (use start() or "
+                           "`with VirtualModule(...)`)") from None
+
     # -- what the JSON line says -----------------------------------------------------
     @property
     def uart1(self) -> str:
-        return self.info["uart1"]
+        return self._info("uart1")
 
     @property
     def uart2(self) -> str:
-        return self.info["uart2"]
+        return self._info("uart2")
 
     @property
     def gpio(self) -> str:
-        return self.info["gpio"]
+        return self._info("gpio")
 
     @property
     def pid(self) -> int:
-        return self.info["pid"]
+        return self._info("pid")
 
     @property
     def model(self) -> str:
-        return self.info["model"]
+        return self._info("model")
 
     @property
     def imei(self) -> str:
-        return self.info["imei"]
+        return self._info("imei")
 
     @property
     def running(self) -> bool:
@@ -260,8 +289,17 @@ class VirtualModule:
             self._sock_buf = b""
         return self._sock
 
-    def command(self, text: str, timeout: float = 5.0) -> str:
-        """Send one gpio.sock command; return its answer (EDGE events are skipped)."""
+    def command(self, text: str, timeout: Optional[float] = 5.0) -> str:
+        """Send one gpio.sock command; return its answer (EDGE events are skipped).
+        ``timeout``: the one rule (None for ever, negative or NaN refused)."""
+        ns = _core.timeout_ns(timeout, "timeout")
+        try:
+            return self._command(text, float("inf") if ns is None else ns / 1e9)
+        except OSError as e:  # refused, reset, broken pipe, socket timeout: say what
+            raise SimError(f"gpio.sock {self.info.get('gpio') if self.info else '?'}: "
+                           f"{e} (did the board program exit?)") from e
+
+    def _command(self, text: str, timeout: float) -> str:
         with self._lock:
             s = self._connect()
             s.sendall(text.encode() + b"\n")
@@ -275,7 +313,7 @@ class VirtualModule:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise SimError(f"no answer to {text!r}")
-                s.settimeout(left)
+                s.settimeout(None if left == float("inf") else left)
                 chunk = s.recv(4096)
                 if not chunk:
                     raise SimError("gpio.sock closed")

@@ -97,7 +97,7 @@ class Timeline:
         """Append an event stamped ``t_ns`` (CLOCK_MONOTONIC ns, e.g. from another
         process of the bench); seq order stays the order of adding."""
         if t_ns <= 0:
-            raise ValueError(f"t_ns must be a CLOCK_MONOTONIC time > 0, got {t_ns}")
+            raise _core.ArgumentError(f"t_ns must be a CLOCK_MONOTONIC time > 0, got {t_ns}")
         seq, t = self._core.add(source, kind, _dumps(data), t_ns)
         return Event(seq, t, source, kind, data)
 
@@ -124,7 +124,8 @@ class Timeline:
         >>> tl.wait_for(lambda e: e.kind == "urc", timeout=1).data["text"]
         'RDY'
         """
-        deadline = None if timeout is None else now_ns() + int(timeout * 1e9)
+        timeout_ns = _core.timeout_ns(timeout, "timeout")
+        deadline = None if timeout_ns is None else now_ns() + timeout_ns
         seen = since
         while True:
             for raw in self._core.events(seen):

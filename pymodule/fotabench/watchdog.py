@@ -64,12 +64,20 @@ class WatchdogResult:
 class WatchdogMonitor:
     """Watch ``line`` (a :class:`fotabench.GpioLine` requested as an input with edges)
     from now until :meth:`stop` (or the end of a ``with`` block). Without a line, feed
-    edge times yourself (:meth:`feed`, :meth:`check`)."""
+    edge times yourself (:meth:`feed`, :meth:`check`).
+
+    >>> with fotabench.WatchdogMonitor(chip.request_input("WDI"), timeout=1.6) as wd:  # doctest: +SKIP
+    ...     modem.command("AT+FBUPG=...")
+    ...     assert wd.wait_stall(timeout=60) is None      # no stall while upgrading
+    >>> wd.result.ok                                      # doctest: +SKIP
+    True
+    """
 
     def __init__(self, line: GpioLine | None = None, *, timeout: float = 1.6,
                  timeline: Timeline | None = None, source: str | None = None,
                  start_ns: int = 0):
         self.timeline = timeline
+        self.line = line
         self._core = _core.WatchdogMonitor(None if line is None else line._core, timeout,
                                            None if timeline is None else timeline._core,
                                            source, start_ns)
@@ -117,6 +125,21 @@ class WatchdogMonitor:
 
     def close(self) -> None:
         self._core.close()
+        self._closed = True
+
+    def __repr__(self) -> str:
+        try:
+            r = self.result
+        except _core.FotabenchError:  # closed before stop(): no figures left
+            return "<WatchdogMonitor closed>"
+        on = self.line.name if self.line is not None else "fed by hand"
+        state = "stopped" if self._final is not None else "running"
+        if getattr(self, "_closed", False):
+            state += ",closed"
+        gap = r.longest_gap_ns / 1e9
+        verdict = "ok" if r.ok else "NOT ok"
+        return (f"<WatchdogMonitor {on} {state} timeout={r.timeout_ns / 1e9:g}s "
+                f"edges={r.edges} longest_gap={gap:.3f}s {verdict}>")
 
     def __enter__(self) -> WatchdogMonitor:
         return self

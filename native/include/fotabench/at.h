@@ -13,7 +13,8 @@
  *
  * Waits take a slice deadline so the caller can check for Ctrl-C between slices, an
  * absolute deadline and an inactivity limit (no byte for N ns: an upgrade may take
- * minutes while the module keeps talking). */
+ * minutes while the module keeps talking). Every deadline follows the one wait rule
+ * of fotabench/clock.h (0 polls, FB_DEADLINE_NEVER waits for ever). */
 #ifndef FOTABENCH_AT_H
 #define FOTABENCH_AT_H
 
@@ -82,7 +83,8 @@ typedef void (*fb_at_urc_fn)(void *ctx, const char *line, size_t n, int64_t t_ns
 fb_status fb_at_set_urc_callback(fb_at *at, fb_at_urc_fn fn, void *ctx, fb_error *err);
 /* URCs not called back because the callback queue (65536) was full. */
 uint64_t fb_at_urc_dropped(fb_at *at);
-/* Wait until every URC so far has been called back, or deadline; 1 when done. */
+/* Wait until every URC so far has been called back, or deadline (the wait rule of
+ * fotabench/clock.h); 1 when done. */
 int fb_at_flush_callbacks(fb_at *at, int64_t deadline);
 
 /* Send cmd + CR and start collecting its response. cmd must not contain CR or LF.
@@ -90,7 +92,8 @@ int fb_at_flush_callbacks(fb_at *at, int64_t deadline);
 fb_status fb_at_start(fb_at *at, const char *cmd, const char *terminator, fb_error *err);
 
 /* Wait for the pending command's final result until slice_deadline (then *done 0,
- * FB_OK). deadline (0 = none) and inactivity_ns (0 = none) end it with
+ * FB_OK). deadline and inactivity_ns (no byte for that long; both by the wait rule of
+ * fotabench/clock.h: FB_DEADLINE_NEVER = no limit, 0 = already over) end it with
  * FB_ERR_TIMEOUT, whose message shows what arrived and the last bytes. On FB_OK with
  * *done 1, out is filled (free with fb_at_response_free). A final result that is an
  * error (ERROR, +CME ERROR) is still FB_OK: out->result tells. */
@@ -100,7 +103,8 @@ fb_status fb_at_wait(fb_at *at, int64_t slice_deadline, int64_t deadline, int64_
 /* Forget the pending command (Ctrl-C): its late lines become unsolicited. */
 void fb_at_cancel(fb_at *at);
 
-/* Take the next unsolicited line, waiting until deadline (0 = do not wait). *line is
+/* Take the next unsolicited line, waiting until deadline (0 = do not wait,
+ * FB_DEADLINE_NEVER = no limit). *line is
  * NULL at the deadline; else malloc'd (free it). FB_ERR_LOST once after lines were
  * dropped from a full queue, FB_ERR_CLOSED when the port is gone and the queue empty. */
 fb_status fb_at_next_line(fb_at *at, int64_t deadline, char **line, size_t *n, int64_t *t_ns,

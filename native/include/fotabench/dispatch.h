@@ -29,8 +29,8 @@ fb_dispatch *fb_dispatch_new(fb_dispatch_fn fn, void *ctx, size_t max_items, fb_
  * or out of memory). Never blocks on the callback. */
 int fb_dispatch_post(fb_dispatch *d, const void *item, size_t n);
 uint64_t fb_dispatch_dropped(fb_dispatch *d);
-/* Block until every item posted so far has been handled, or deadline_ns. Returns 1
- * when idle. */
+/* Block until every item posted so far has been handled, or deadline_ns (the wait
+ * rule of fotabench/clock.h). Returns 1 when idle. */
 int fb_dispatch_flush(fb_dispatch *d, int64_t deadline_ns);
 /* Stop: the call in progress finishes, queued items are discarded, the thread is
  * joined. Call it without holding anything the callback needs (the GIL). */

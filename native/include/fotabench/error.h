@@ -27,7 +27,8 @@ typedef enum fb_status {
     FB_ERR_CLOSED = -12,     /* port/line/connection closed or gone (unplugged, peer exited) */
     FB_ERR_LOST = -13,       /* data or events were lost (buffer overflow, sequence gap) */
     FB_ERR_PROTOCOL = -14,   /* the other side answered something the protocol does not allow */
-    FB_ERR_CANCELLED = -15   /* stopped because the caller asked (fb_cancel: a signal) */
+    FB_ERR_CANCELLED = -15,  /* stopped because the caller asked (fb_cancel: a signal) */
+    FB_ERR_BUSY = -16        /* taken by another user (a port's byte stream by its AT engine) */
 } fb_status;
 
 #define FB_ERROR_MSG_MAX 400

@@ -71,7 +71,8 @@ typedef struct fb_gpio_edge {
     uint64_t missed_before; /* edges missed just before this one (sequence gap) */
 } fb_gpio_edge;
 
-/* Next edge of a watched input, waiting until deadline (0 = do not wait); *got 0 at
+/* Next edge of a watched input, waiting until deadline (0 = do not wait,
+ * FB_DEADLINE_NEVER = no limit); *got 0 at
  * the deadline. FB_ERR_LOST once where edges were missed, in stream order: before
  * the edge that follows a sequence gap, or first thing after the full queue dropped
  * its oldest; the next call goes on. */

@@ -64,14 +64,21 @@ void fb_serial_close(fb_serial *port);
 /* After a loss: open the same path with the same settings (the log continues). */
 fb_status fb_serial_reopen(fb_serial *port, fb_error *err);
 
-/* Write all n bytes, waiting for room until deadline_ns (CLOCK_MONOTONIC, 0 = none). */
+/* Write all n bytes, waiting for room until deadline_ns (the wait rule of
+ * fotabench/clock.h: 0 = only what fits now, FB_DEADLINE_NEVER = no limit);
+ * FB_ERR_TIMEOUT when some are still unsent at the deadline. */
 fb_status fb_serial_write(fb_serial *port, const void *data, size_t n, int64_t deadline_ns,
                           fb_error *err);
+/* As fb_serial_write, but the deadline is not an error: FB_OK with *sent < n when it
+ * passed (for callers that wait in slices, e.g. to see Ctrl-C or a close()). */
+fb_status fb_serial_write_some(fb_serial *port, const void *data, size_t n, int64_t deadline_ns,
+                               size_t *sent, fb_error *err);
 
 /* Take up to cap buffered bytes, waiting until some arrive or deadline_ns (0 = do not
- * wait). *got 0 with FB_OK means the deadline passed. FB_ERR_LOST once after bytes
- * were dropped (then reading goes on), FB_ERR_CLOSED when the port is gone and the
- * ring is empty. */
+ * wait, FB_DEADLINE_NEVER = no limit). *got 0 with FB_OK means the deadline passed.
+ * FB_ERR_LOST once after bytes were dropped (then reading goes on), FB_ERR_CLOSED when
+ * the port is gone and the ring is empty, FB_ERR_BUSY while a consumer (the AT
+ * engine) takes the byte stream: one data path per stream. */
 fb_status fb_serial_read(fb_serial *port, void *buf, size_t cap, size_t *got,
                          int64_t deadline_ns, fb_error *err);
 
@@ -79,6 +86,9 @@ fb_status fb_serial_read(fb_serial *port, void *buf, size_t cap, size_t *got,
  * independent of what was read. Returns the count. */
 #define FB_SERIAL_TAIL_MAX 4096
 size_t fb_serial_tail(fb_serial *port, void *buf, size_t cap);
+
+/* Bytes the ring can hold (ring_size): no read returns more. */
+size_t fb_serial_ring_capacity(const fb_serial *port);
 
 /* Modem control and line state. Pseudo-terminals have no modem lines:
  * FB_ERR_UNSUPPORTED. */
@@ -114,7 +124,8 @@ const char *fb_serial_backend_name(const fb_serial *port); /* "termios" / "libse
 /* Consumer of the byte stream instead of the ring (the AT engine). Called on the
  * reader thread with each chunk as it arrives; lost is called once when the port
  * disappears. Setting or clearing waits for a call in progress to finish, so after
- * fb_serial_set_consumer(port, NULL, NULL, NULL) returns, no call is running. */
+ * fb_serial_set_consumer(port, NULL, NULL, NULL) returns, no call is running. While a
+ * consumer is set, fb_serial_read refuses (FB_ERR_BUSY) and a waiting read ends so. */
 typedef void (*fb_serial_rx_fn)(void *ctx, const uint8_t *data, size_t n, int64_t t_ns);
 typedef void (*fb_serial_lost_fn)(void *ctx, const char *why);
 void fb_serial_set_consumer(fb_serial *port, fb_serial_rx_fn rx, fb_serial_lost_fn lost,

@@ -54,7 +54,8 @@ fb_status fb_timeline_addf(fb_timeline *tl, int64_t t_ns, const char *source, co
 uint64_t fb_timeline_count(fb_timeline *tl);
 
 /* Block until the timeline has more than `count` events or until deadline_ns
- * (CLOCK_MONOTONIC; 0 = do not wait). Returns the count then. */
+ * (the wait rule of fotabench/clock.h: 0 = do not wait, FB_DEADLINE_NEVER = no
+ * limit). Returns the count then. */
 uint64_t fb_timeline_wait(fb_timeline *tl, uint64_t count, int64_t deadline_ns);
 
 /* Call fn for each event with seq >= from_seq, in order, until fn returns non-zero

@@ -65,7 +65,8 @@ void fb_watchdog_get(fb_watchdog *w, fb_watchdog_result *out);
 /* Copy up to cap intervals between consecutive edges; returns how many there are. */
 size_t fb_watchdog_intervals(fb_watchdog *w, int64_t *out, size_t cap);
 /* Wait until the current gap exceeds threshold_ns (e.g. 2/3 of the timeout) or until
- * deadline; *stalled 1 when it did (and *gap_ns the gap then). */
+ * deadline (0 = do not wait, FB_DEADLINE_NEVER = no limit) or the stop; *stalled 1
+ * when it did (and *gap_ns the gap then). */
 void fb_watchdog_wait_stall(fb_watchdog *w, int64_t threshold_ns, int64_t deadline,
                             int *stalled, int64_t *gap_ns);
 void fb_watchdog_free(fb_watchdog *w);

@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
+from .. import _core
 from ..url import ModuleUrl
 from .faults import Fault, FaultSet
 from .ftp import FtpServer
@@ -17,16 +18,44 @@ from .http import HttpServer, Limits
 from .records import RecordLog, RequestRecord
 
 PathLike = Union[str, "os.PathLike[str]"]
+# Every error is a FotabenchError (README), with the standard base class callers knew.
+ArgumentError = _core.ArgumentError  # a ValueError too
+
+
+class ServerStateError(_core.FotabenchError, RuntimeError):
+    """The server is not in the state the call needs (not started, already started)."""
+
+    code_name = "SERVER_STATE"
+
+
+class NotServedError(_core.FotabenchError, KeyError):
+    """No package of that name is served (a KeyError too)."""
+
+    code_name = "NOT_SERVED"
+    __str__ = Exception.__str__  # the message, not KeyError's quoted repr
+
+
+class ServerBindError(_core.FotabenchError, OSError):
+    """A server could not listen (port in use, address not on this machine)."""
+
+    code_name = "SERVER_BIND"
+
+
+class MissingPackageError(_core.FileError, FileNotFoundError):
+    """The package file to serve does not exist."""
+
+
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 _MODULE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,31}")
 
 
 def check_module_name(module: str) -> str:
     """A module name for per-module paths (/m/NAME/...): returned as is, or ValueError
-    saying the rule (no '/', no '..', not empty: it becomes a directory)."""
+    saying the rule (no '/', no '..', not empty: it becomes a directory): an
+    ArgumentError, a ValueError too."""
     if not isinstance(module, str) or not _MODULE.fullmatch(module):
-        raise ValueError(f"module name {module!r}: use letters, digits, '_', '-', "
-                         "up to 32 characters")
+        raise ArgumentError(f"module name {module!r}: use letters, digits, '_', '-', "
+                            "up to 32 characters")
     return module
 
 
@@ -62,11 +91,11 @@ class PackageServer:
                  limits: Optional[Limits] = None, ftp_auth_failed_delay: float = 1.0,
                  on_record: Optional[Callable[[RequestRecord], None]] = None) -> None:
         if http is None and ftp is None:
-            raise ValueError("PackageServer needs http, ftp or both")
+            raise ArgumentError("PackageServer needs http, ftp or both")
         self.bind = bind
         self.host = host or bind
         if self._is_wildcard(self.host):
-            raise ValueError(f"bound to {bind}: pass host= (the address modules reach)")
+            raise ArgumentError(f"bound to {bind}: pass host= (the address modules reach)")
         self.user, self.password = user, password
         self.faults = FaultSet(list(faults))
         self.log = RecordLog(timeline, on_record)
@@ -97,7 +126,7 @@ class PackageServer:
 
     def start(self) -> "PackageServer":
         if self._root is not None:
-            raise RuntimeError("PackageServer already started")
+            raise ServerStateError("PackageServer already started")
         self._root = Path(tempfile.mkdtemp(prefix="fotabench-serve-")).resolve()
         try:
             for path, name in self._pending:
@@ -110,6 +139,12 @@ class PackageServer:
                                      self.password, self.faults, self.log,
                                      auth_failed_delay=self._ftp_auth_delay,
                                      max_connections=self.limits.max_connections)
+        except _core.FotabenchError:
+            self.stop()
+            raise
+        except OSError as e:  # a port in use, an address not on this machine
+            self.stop()
+            raise ServerBindError(f"cannot serve on {self.bind}: {e.strerror or e}") from e
         except BaseException:
             self.stop()
             raise
@@ -136,12 +171,19 @@ class PackageServer:
     def __exit__(self, *exc: Any) -> None:
         self.stop()
 
+    def __repr__(self) -> str:
+        if self._root is None:
+            return f"<PackageServer stopped bind={self.bind}>"
+        urls = [f"http://{self.host}:{self.http_port}/"] if self.http else []
+        urls += [f"ftp://{self.host}:{self.ftp_port}/"] if self.ftp else []
+        return f"<PackageServer running {' '.join(urls)} packages={self.packages}>"
+
     # --- what is served ----------------------------------------------------------------
 
     @property
     def root(self) -> Path:
         if self._root is None:
-            raise RuntimeError("PackageServer is not started")
+            raise ServerStateError("PackageServer is not started")
         return self._root
 
     @property
@@ -154,19 +196,19 @@ class PackageServer:
         src = Path(path)
         name = name or src.name
         if not _NAME.fullmatch(name):
-            raise ValueError(f"package name {name!r}: use letters, digits, '.', '_', '-'"
+            raise ArgumentError(f"package name {name!r}: use letters, digits, '.', '_', '-'"
                              " (not starting with '.'), up to 100 characters")
         if name == "m":
-            raise ValueError("package name 'm' is reserved for per-module paths")
+            raise ArgumentError("package name 'm' is reserved for per-module paths")
         if not src.is_file():
-            raise FileNotFoundError(f"no such package file: {src}")
+            raise MissingPackageError(f"no such package file: {src}")
         if self._root is None:
             self._pending.append((path, name))
             return name
         dst = self._root / name
         with self._lock:
             if name in self._files:
-                raise ValueError(f"a package named {name!r} is already served")
+                raise ArgumentError(f"a package named {name!r} is already served")
             tmp = self._root / f".{name}.tmp"
             shutil.copyfile(src, tmp)
             os.chmod(tmp, 0o444)
@@ -178,7 +220,7 @@ class PackageServer:
         check_module_name(module)
         with self._lock:
             if name not in self._files:
-                raise KeyError(f"no package named {name!r} (served: "
+                raise NotServedError(f"no package named {name!r} (served: "
                                f"{', '.join(sorted(self._files)) or 'none'})")
             per = self._modules.setdefault(module, {})
             if name not in per:
@@ -206,20 +248,20 @@ class PackageServer:
             base = Path(name).name
             if base in self._files:
                 return base
-        raise KeyError(f"no package named {name!r} is served")
+        raise NotServedError(f"no package named {name!r} is served")
 
     # --- URLs ---------------------------------------------------------------------------
 
     @property
     def http_port(self) -> int:
         if self.http is None:
-            raise RuntimeError("no HTTP server running")
+            raise ServerStateError("no HTTP server running")
         return self.http.address[1]
 
     @property
     def ftp_port(self) -> int:
         if self.ftp is None:
-            raise RuntimeError("no FTP server running")
+            raise ServerStateError("no FTP server running")
         return self.ftp.address[1]
 
     def url_for(self, package: PathLike, protocol: str = "http",
@@ -238,7 +280,7 @@ class PackageServer:
         if protocol == "ftp":
             return ModuleUrl.ftp(self.host, path, port=self.ftp_port, user=self.user,
                                  password=self.password)
-        raise ValueError(f"protocol must be 'http' or 'ftp', got {protocol!r}")
+        raise ArgumentError(f"protocol must be 'http' or 'ftp', got {protocol!r}")
 
     # --- faults -------------------------------------------------------------------------
 
@@ -263,11 +305,15 @@ class PackageServer:
         return self.log.snapshot()
 
     def wait_for(self, predicate: Callable[[list[RequestRecord]], bool],
-                 timeout: float = 30.0) -> list[RequestRecord]:
-        """Block until ``predicate(records)``; TimeoutError after ``timeout`` s."""
+                 timeout: Optional[float] = 30.0) -> list[RequestRecord]:
+        """Block until ``predicate(records)``; BenchTimeoutError (a TimeoutError) after
+        ``timeout`` s (None: for ever).
+
+        >>> srv.wait_for(lambda rs: any(r.outcome == "complete" for r in rs), 60)  # doctest: +SKIP
+        """
         return self.log.wait(predicate, timeout)
 
-    def wait_records(self, n: int, timeout: float = 30.0, **match: Any
+    def wait_records(self, n: int, timeout: Optional[float] = 30.0, **match: Any
                      ) -> list[RequestRecord]:
         """Block until ``n`` records whose fields equal ``match`` exist; returns them
         ordered by ``start_ns`` (the order the requests came in: a record is added

@@ -154,60 +154,80 @@ class Fault:
 
     @classmethod
     def throttle(cls, rate: "float | str", **scope) -> "Fault":
-        """Pace the body at ``rate`` bytes/s (or a string with a unit: ``50kbit``)."""
+        """Pace the body at ``rate`` bytes/s (or a string with a unit):
+        ``Fault.throttle("50kbit", file="v2.bin")``."""
         return cls("throttle", rate=parse_rate(rate), **scope)
 
     @classmethod
     def stall(cls, seconds: float, at: Optional[int] = None,
               at_percent: Optional[float] = None, **scope) -> "Fault":
+        """No data for ``seconds`` once ``at`` bytes (or ``at_percent``) are out:
+        ``Fault.stall(5, at_percent=50, times=1)``."""
         return cls("stall", seconds=seconds, at=at, at_percent=at_percent, **scope)
 
     @classmethod
     def drop(cls, at: Optional[int] = None, at_percent: Optional[float] = None,
              reset: bool = False, **scope) -> "Fault":
+        """Close the connection after exactly ``at`` body bytes (``reset=True``: RST):
+        ``Fault.drop(at_percent=50, client="dut3", times=1)`` (the retry succeeds)."""
         return cls("drop", at=at, at_percent=at_percent, reset=reset, **scope)
 
     @classmethod
     def corrupt(cls, at: Optional[int] = None, at_percent: Optional[float] = None,
                 count: int = 1, **scope) -> "Fault":
+        """Invert ``count`` bytes from ``at`` (the MD5 check must catch it):
+        ``Fault.corrupt(at=100, count=4)``."""
         return cls("corrupt", at=at, at_percent=at_percent, count=count, **scope)
 
     @classmethod
     def truncate(cls, at: Optional[int] = None, at_percent: Optional[float] = None,
                  **scope) -> "Fault":
+        """The file appears ``at`` bytes long (Content-Length and SIZE agree):
+        ``Fault.truncate(at=1000)``."""
         return cls("truncate", at=at, at_percent=at_percent, **scope)
 
     @classmethod
     def wrong_length(cls, length: int, **scope) -> "Fault":
+        """HTTP: announce Content-Length ``length``, send the whole file, close:
+        ``Fault.wrong_length(10)``."""
         return cls("wrong_length", length=length, **scope)
 
     @classmethod
     def chunked(cls, **scope) -> "Fault":
+        """HTTP: ``Transfer-Encoding: chunked``, no Content-Length: ``Fault.chunked()``."""
         return cls("chunked", **scope)
 
     @classmethod
     def redirect(cls, location: Optional[str] = None, code: int = 302,
                  **scope) -> "Fault":
+        """HTTP redirect (default: to the same path):
+        ``Fault.redirect("/fota/v2.bin", code=301, times=1)``."""
         return cls("redirect", location=location, code=code, **scope)
 
     @classmethod
     def status(cls, code: int, **scope) -> "Fault":
+        """HTTP status with a short body: ``Fault.status(503, times=2)``."""
         return cls("status", code=code, **scope)
 
     @classmethod
     def refuse(cls, **scope) -> "Fault":
+        """Reset the connection at once, before reading: ``Fault.refuse(times=1)``."""
         return cls("refuse", **scope)
 
     @classmethod
     def slow_accept(cls, seconds: float, **scope) -> "Fault":
+        """Nothing read or sent for ``seconds`` after connect (FTP: the greeting waits):
+        ``Fault.slow_accept(3)``."""
         return cls("slow_accept", seconds=seconds, **scope)
 
     @classmethod
     def login_fail(cls, **scope) -> "Fault":
+        """FTP: 530 to the right password: ``Fault.login_fail(times=1)``."""
         return cls("login_fail", **scope)
 
     @classmethod
     def size_lie(cls, length: int, **scope) -> "Fault":
+        """FTP: SIZE answers ``length``: ``Fault.size_lie(100)``."""
         return cls("size_lie", length=length, **scope)
 
     @classmethod

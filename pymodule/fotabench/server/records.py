@@ -12,6 +12,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 
+from .. import _core
+
 # Outcomes (stable names):
 COMPLETE = "complete"              # every byte the response announced was sent
 CLIENT_CLOSED = "client_closed"    # the client went away (or stopped reading) first
@@ -98,10 +100,13 @@ class RecordLog:
             self._records.clear()
 
     def wait(self, predicate: Callable[[list[RequestRecord]], bool],
-             timeout: float) -> list[RequestRecord]:
-        """Block until predicate(records) is true; TimeoutError after timeout s."""
+             timeout: Optional[float]) -> list[RequestRecord]:
+        """Block until predicate(records) is true; BenchTimeoutError (a TimeoutError)
+        after timeout s (the one rule: None for ever, 0 at once, negative refused)."""
+        ns = _core.timeout_ns(timeout, "timeout")
         with self._cond:
-            if not self._cond.wait_for(lambda: predicate(self._records), timeout):
-                raise TimeoutError(f"records: condition not met within {timeout} s "
+            if not self._cond.wait_for(lambda: predicate(self._records),
+                                       None if ns is None else ns / 1e9):
+                raise _core.BenchTimeoutError(f"records: condition not met within {timeout} s "
                                    f"({len(self._records)} records)")
             return list(self._records)

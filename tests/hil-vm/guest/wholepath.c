@@ -138,7 +138,7 @@ static int at_cmd(fb_at *at, const char *cmd, char *out, size_t cap, int64_t tim
     memset(&resp, 0, sizeof resp);
     int done = 0;
     while (!done) {
-        if (fb_at_wait(at, now_ns() + 500 * MS, deadline, 0, &resp, &done, err) != FB_OK)
+        if (fb_at_wait(at, now_ns() + 500 * MS, deadline, FB_DEADLINE_NEVER, &resp, &done, err) != FB_OK)
             return -1;
     }
     for (size_t i = 0; i < resp.count; i++) {
