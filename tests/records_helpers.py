@@ -53,7 +53,7 @@ def make_record(n: int, *, outcome: str = "pass", protocol: str = "http",
                 run_id: str = "run-synthetic", station: str = "line3-st1",
                 slot: Optional[str] = None, attempt: int = 1, t0_ns: int = 10 * S,
                 base_epoch_s: float = 1_796_000_000.0, rng: Optional[random.Random] = None,
-                logs: Optional[dict[str, str]] = None) -> Record:
+                logs: Optional[dict[str, str]] = None, id: Optional[str] = None) -> Record:
     """Module ``n``'s upgrade: pass, fail (the server drops the transfer at ~45 %: the
     module reports UP_UPGRADFAILED twice; check ``download``), or error (the serial port
     vanished during identify; cause ``serial_port``)."""
@@ -158,7 +158,7 @@ def make_record(n: int, *, outcome: str = "pass", protocol: str = "http",
         protocol=protocol, states=states, watchdog=wd, transfers=transfers, power=power,
         outcome=outcome, check=check, cause=cause, detail=detail, logs=logs or {},
         start_ns=t0_ns, end_ns=end, start_utc=_utc(base_epoch_s, 0),
-        end_utc=_utc(base_epoch_s, end - t0_ns), host="bench-pc-07")
+        end_utc=_utc(base_epoch_s, end - t0_ns), host="bench-pc-07", id=id)
 
 
 def outcome_for(n: int, total: int) -> str:

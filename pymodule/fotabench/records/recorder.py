@@ -101,6 +101,8 @@ class Recorder:
             self._flush_locked(force=False)
             if self.pending and len(self.pending) != was:
                 self._save_pending()
+                self._note()
+                self.run.refresh_index()
 
     def flush(self) -> int:
         """Try to write every pending record now; returns how many are still pending."""

@@ -220,6 +220,12 @@ class RunWriter:
         self._last_index = time.monotonic()
         self._dirty = False
 
+    def refresh_index(self, *, force: bool = False) -> None:
+        """Rewrite run.json and junit.xml now if the index interval has passed (or
+        ``force``): after run metadata changed (the database's state, ...)."""
+        if force or time.monotonic() - self._last_index >= self.index_interval_s:
+            self._try_index()
+
     def note_problem(self, message: str) -> None:
         """Something the run must say (a database that kept records back, ...)."""
         if message not in self.problems:
