@@ -289,6 +289,8 @@ def render_report(records: Sequence[Record], meta: Mapping[str, Any], *,
                          "excerpt_html": _excerpt_html(excerpt, mark)})
     modules = [{"r": r, "tl": timeline(r)} for r in ordered]
     summary = summarize(records)
+    meta = {**{k: None for k in ("run_id", "station", "started_utc", "ended_utc", "operator",
+                                 "host", "status", "problems")}, **meta}
     return str(_env().get_template("report.html.j2").render(
         meta=meta, summary=summary, failures=failures, modules=modules, source=source,
         width=WIDTH, left=LEFT, right=RIGHT, version=__version__, esc=html.escape))
