@@ -90,6 +90,7 @@ firmware-asan: deps
 bench: test-deps build
 	$(PY) bench/perf/md5_throughput.py
 	$(PY) bench/perf/servers.py
+	$(PY) bench/perf/records.py
 
 FUZZ_SECONDS ?= 60
 fuzz: test-deps

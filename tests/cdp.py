@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from tool_env import tool_env
+
 
 def chromium_binary() -> Optional[str]:
     for name in ("chromium", "chromium-browser", "google-chrome"):
@@ -47,6 +49,7 @@ class Chromium:
              "--disable-component-update", "--disable-sync", "--remote-debugging-pipe",
              f"--user-data-dir={self.profile}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            env=tool_env(),
             pass_fds=(3, 4), preexec_fn=fds_3_and_4)
         os.close(to_child_r)
         os.close(from_child_w)
