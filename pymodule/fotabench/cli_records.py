@@ -128,11 +128,13 @@ def cmd_record_push(args) -> None:
 
 def cmd_report(args) -> None:
     from pathlib import Path
+    from typing import Optional
     from .records import RecordError, Run
     from .records.report import write_report
     if args.run_dir:
         run = Run.open(args.run_dir, check_schema=False)
-        records, meta, run_dir = run.records, run.meta, run.path
+        run_dir: Optional[Path] = run.path
+        records, meta = run.records, run.meta
         source = str(run.path)
         default_out = run.path / "report.html"
     else:

@@ -85,7 +85,7 @@ def load_schema(version: int = SCHEMA_VERSION) -> dict[str, Any]:
 
 @lru_cache(maxsize=None)
 def _validator() -> Any:
-    import jsonschema
+    import jsonschema  # type: ignore[import-untyped]  # no stubs shipped; used in 2 lines
     return jsonschema.Draft202012Validator(load_schema())
 
 
@@ -166,8 +166,9 @@ class Transfer:
     def from_request(cls, rec: Any) -> "Transfer":
         """From a fotabench.server RequestRecord (or its to_dict())."""
         d = rec if isinstance(rec, Mapping) else rec.to_dict()
-        return cls(**{k: (tuple(d[k]) if k == "faults" else d[k])
-                      for k in cls.__dataclass_fields__ if k in d})
+        fields: dict[str, Any] = {k: (tuple(d[k]) if k == "faults" else d[k])
+                                  for k in cls.__dataclass_fields__ if k in d}
+        return cls(**fields)
 
 
 @dataclass(frozen=True)

@@ -159,25 +159,25 @@ def timeline(r: Record) -> Timeline:
     wdi_path, longest, wdi_label = "", None, "no watchdog figures"
     timeout_y = two_thirds_y = float(wy)
     if r.watchdog is not None:
-        w = r.watchdog
-        top = max(w.timeout_ns * 1.25, w.longest_gap_ns * 1.05, 1)
+        wd = r.watchdog
+        top = max(wd.timeout_ns * 1.25, wd.longest_gap_ns * 1.05, 1)
 
         def gy(g: float) -> float:
             return wy + wh - wh * min(g, top) / top
 
-        timeout_y, two_thirds_y = gy(w.timeout_ns), gy(w.timeout_ns * 2 / 3)
-        e = w.edge_t_ns
+        timeout_y, two_thirds_y = gy(wd.timeout_ns), gy(wd.timeout_ns * 2 / 3)
+        e = wd.edge_t_ns
         segs = [f"M{_f(x(b))},{_f(gy(0))}V{_f(gy(b - a))}" for a, b in zip(e, e[1:])]
         wdi_path = "".join(segs)
-        if w.longest_gap_at_ns is not None and w.longest_gap_ns:
-            cls = "bad" if w.over_timeout else "warn" if w.over_two_thirds else "okc"
-            lx = x(w.longest_gap_at_ns)
-            longest = {"x": _f(lx), "y": _f(gy(w.longest_gap_ns)), "cls": cls,
+        if wd.longest_gap_at_ns is not None and wd.longest_gap_ns:
+            cls = "bad" if wd.over_timeout else "warn" if wd.over_two_thirds else "okc"
+            lx = x(wd.longest_gap_at_ns)
+            longest = {"x": _f(lx), "y": _f(gy(wd.longest_gap_ns)), "cls": cls,
                        "tx": _f(min(lx + 4, WIDTH - RIGHT - 150)),
-                       "ty": _f(max(gy(w.longest_gap_ns) - 3, wy + 9)),
-                       "label": f"longest {w.longest_gap_ns / 1e6:.0f} ms"}
-        wdi_label = (f"{w.edges} edges, longest gap {w.longest_gap_ns / 1e6:.0f} ms of "
-                     f"{w.timeout_ns / 1e6:.0f} ms timeout")
+                       "ty": _f(max(gy(wd.longest_gap_ns) - 3, wy + 9)),
+                       "label": f"longest {wd.longest_gap_ns / 1e6:.0f} ms"}
+        wdi_label = (f"{wd.edges} edges, longest gap {wd.longest_gap_ns / 1e6:.0f} ms of "
+                     f"{wd.timeout_ns / 1e6:.0f} ms timeout")
     transfers = []
     ty_, th = lane_y["server"]
     for tr in r.transfers:
