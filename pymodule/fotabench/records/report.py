@@ -84,6 +84,7 @@ class Timeline:
     wdi_two_thirds_y: float
     wdi_longest: Optional[dict[str, Any]]
     wdi_label: str
+    wdi_timeout_label: str
     transfers: list[dict[str, Any]]
     power: list[dict[str, Any]]
     span_s: float
@@ -156,7 +157,7 @@ def timeline(r: Record) -> Timeline:
 
     # WDI: gap before each edge, scaled so the chip's timeout sits at 80 % of the lane.
     wy, wh = lane_y["wdi"]
-    wdi_path, longest, wdi_label = "", None, "no watchdog figures"
+    wdi_path, longest, wdi_label, timeout_label = "", None, "no watchdog figures", ""
     timeout_y = two_thirds_y = float(wy)
     if r.watchdog is not None:
         wd = r.watchdog
@@ -176,6 +177,7 @@ def timeline(r: Record) -> Timeline:
                        "tx": _f(min(lx + 4, WIDTH - RIGHT - 150)),
                        "ty": _f(max(gy(wd.longest_gap_ns) - 3, wy + 9)),
                        "label": f"longest {wd.longest_gap_ns / 1e6:.0f} ms"}
+        timeout_label = f"chip timeout {wd.timeout_ns / 1e9:g} s"
         wdi_label = (f"{wd.edges} edges, longest gap {wd.longest_gap_ns / 1e6:.0f} ms of "
                      f"{wd.timeout_ns / 1e6:.0f} ms timeout")
     transfers = []
@@ -213,7 +215,8 @@ def timeline(r: Record) -> Timeline:
         empty.append({"x": LEFT + 8, "y": lane_y["server"][0] + 15,
                       "text": "no request reached the package server"})
     return Timeline(height, lanes, ticks, rects, progress, progress_end, served, wdi_path,
-                    float(wy + wh), timeout_y, two_thirds_y, longest, wdi_label, transfers,
+                    float(wy + wh), timeout_y, two_thirds_y, longest, wdi_label, timeout_label,
+                    transfers,
                     power, span / 1e9, empty)
 
 
