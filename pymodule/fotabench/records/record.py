@@ -85,7 +85,7 @@ def load_schema(version: int = SCHEMA_VERSION) -> dict[str, Any]:
 
 @lru_cache(maxsize=None)
 def _validator() -> Any:
-    import jsonschema  # type: ignore[import-untyped]  # no stubs shipped; used in 2 lines
+    import jsonschema
     return jsonschema.Draft202012Validator(load_schema())
 
 
