@@ -72,6 +72,20 @@ def test_record_carries_the_spec_state_sequences():
     assert err.cause == "serial_port" and err.states == () and err.module.imei is None
 
 
+def test_a_record_built_from_its_fields_reads_back_the_same():
+    r = make_record(1, outcome="fail")
+    fields = {k: getattr(r, k) for k in r.__dataclass_fields__ if k != "_dict"}
+    again = Record(**fields)
+    assert again.to_dict() == r.to_dict()
+    assert Record.from_dict(again.to_dict()) == r
+
+
+def test_a_run_takes_only_its_own_records(tmp_path):
+    w = RunWriter(tmp_path / "run")
+    with pytest.raises(RecordError, match="belongs to run other"):
+        w.add(make_record(1, run_id="other"))
+
+
 def test_record_is_immutable_and_to_dict_is_a_copy():
     r = make_record(1)
     with pytest.raises(AttributeError):

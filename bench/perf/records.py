@@ -81,7 +81,8 @@ def db_rate(target: str, total: int, writers: int) -> float:
 
 def recorder_rate(tmp: Path, total: int) -> float:
     recs = _records(0, total, "bench-recorder")
-    with Recorder(tmp / "recorder-run", db=str(tmp / "recorder.sqlite")) as rec:
+    with Recorder(tmp / "recorder-run", db=str(tmp / "recorder.sqlite"),
+                  run_id="bench-recorder") as rec:
         t0 = time.perf_counter()
         for r in recs:
             rec.add(r)

@@ -173,6 +173,9 @@ class RunWriter:
         run has another record with that id; RecordWriteError when it cannot be written."""
         if self._closed:
             raise RecordError(f"run {self.path} is closed")
+        if record.run_id != self.run_id:
+            raise RecordError(f"record {record.id} belongs to run {record.run_id}, not to "
+                              f"{self.run_id} ({self.path})")
         known = self._ids.get(record.id)
         if known is not None:
             if known != record.digest:
