@@ -278,6 +278,25 @@ def test_not_a_run_directory(tmp_path):
         Run.open(tmp_path)
 
 
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=3), max_leaves=8)
+
+
+@given(doc=st.dictionaries(st.sampled_from(["format", "version", "run_id", "records",
+                                            "status"]), _json, max_size=5),
+       fmt=st.booleans())
+def test_damaged_run_index_raises_only_record_errors(tmp_path_factory, doc, fmt):
+    d = tmp_path_factory.mktemp("damaged")
+    if fmt:
+        doc = {**doc, "format": "fotabench.run"}
+    (d / "run.json").write_text(json.dumps(doc))
+    try:
+        Run.open(d)
+    except RecordError:      # RunDirError, NewerSchemaError, TamperedRecordError included
+        pass
+
+
 def test_tampered_record_file_in_a_run_is_detected(tmp_path):
     write_run(tmp_path / "run", 3)
     f = sorted((tmp_path / "run" / "records").iterdir())[0]

@@ -291,11 +291,16 @@ class Run:
             raise RunDirError(f"{index} is not a fotabench run index (no \"format\": "
                               f"\"{RUN_FORMAT}\")")
         version = doc.get("version")
-        if not isinstance(version, int) or version > RUN_VERSION:
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise RunDirError(f"{index}: \"version\" is {version!r}, not a run format version")
+        if version > RUN_VERSION:
             from .record import NewerSchemaError
             raise NewerSchemaError(
                 f"{index} is run format version {version}, from a newer fotabench (this "
-                f"one reads up to {RUN_VERSION}): upgrade fotabench", int(version or 0))
+                f"one reads up to {RUN_VERSION}): upgrade fotabench", version)
+        listed = doc.get("records") or []
+        if not isinstance(listed, list):
+            raise RunDirError(f"{index}: \"records\" is not a list")
         meta = {k: v for k, v in doc.items() if k != "records"}
         by_id: dict[str, Record] = {}
         # records/ is the durable truth; run.json may lag it by one index interval.
@@ -306,7 +311,7 @@ class Run:
                 raise RunDirError(f"{f}: not readable as JSON ({e})") from None
             rec = Record.from_dict(d, what=str(f), check_schema=check_schema)
             by_id[rec.id] = rec
-        for i, d in enumerate(doc.get("records") or []):
+        for i, d in enumerate(listed):
             rid = d.get("id") if isinstance(d, dict) else None
             if rid in by_id:
                 if d.get("digest") != by_id[rid].digest:
