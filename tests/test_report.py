@@ -148,6 +148,13 @@ def test_1000_module_report_stays_small(tmp_path):
     assert size < 10 * 1024 * 1024, f"{size} bytes"
     assert text.count('<svg class="tl"') == 1000
     _no_outside_references(text)
+    # Many failures: a compact table of them first, one row each, linking to the details.
+    bad = [r for r in recs if r.outcome != "pass"]
+    table = text[text.index('<table class="ftable">'):]
+    table = table[:table.index("</table>")]
+    assert table.count("<tr>") == len(bad) + 1
+    assert all(f'href="#f-{r.id}"' in table for r in bad)
+    assert text.count("no log excerpt: the record names no log") == len(bad)
 
 
 def test_report_from_the_database(run_dir, tmp_path):

@@ -278,17 +278,20 @@ def render_report(records: Sequence[Record], meta: Mapping[str, Any], *,
         excerpt: list[str] = []
         mark = None
         log_name = None
-        if run_dir is not None:
-            for name, rel in sorted(r.logs.items()):
-                try:
-                    text = (run_dir / rel).read_text(encoding="utf-8", errors="replace")
-                except OSError:
-                    continue
-                excerpt, mark = log_excerpt(text)
-                log_name = rel
-                if mark is not None:
-                    break
-        failures.append({"r": r, "excerpt": excerpt, "log": log_name,
+        why = "the record names no log"
+        if r.logs and run_dir is None:
+            why = "logs are in the run directory (give --logs RUN_DIR)"
+        for name, rel in sorted(r.logs.items()) if run_dir is not None else ():
+            try:
+                text = (run_dir / rel).read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                why = f"log {rel} not found in {run_dir}"
+                continue
+            excerpt, mark = log_excerpt(text)
+            log_name = rel
+            if mark is not None:
+                break
+        failures.append({"r": r, "excerpt": excerpt, "log": log_name, "why": why,
                          "excerpt_html": _excerpt_html(excerpt, mark)})
     modules = [{"r": r, "tl": timeline(r)} for r in ordered]
     summary = summarize(records)
