@@ -281,7 +281,9 @@ def render_report(records: Sequence[Record], meta: Mapping[str, Any], *,
         why = "the record names no log"
         if r.logs and run_dir is None:
             why = "logs are in the run directory (give --logs RUN_DIR)"
-        for name, rel in sorted(r.logs.items()) if run_dir is not None else ():
+        for name, rel in sorted(r.logs.items()):
+            if run_dir is None:
+                break
             try:
                 text = (run_dir / rel).read_text(encoding="utf-8", errors="replace")
             except OSError:
