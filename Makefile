@@ -23,7 +23,7 @@ endif
 
 SOURCES := setup.py pyproject.toml $(wildcard native/src/*.c native/src/*.h \
            native/include/fotabench/*.h pymodule/ext/*.c pymodule/ext/*.h)
-TEST_DEPS := pytest hypothesis mypy types-PyYAML types-jsonschema
+TEST_DEPS := pytest hypothesis mypy types-PyYAML types-jsonschema junitparser
 
 .PHONY: all build deps test-deps demo test test-asan bench fuzz clean
 all: build
@@ -42,7 +42,7 @@ $(VENV)/.created: Makefile
 
 # Editable install: Python changes need nothing; C changes rebuild the extension.
 $(VENV)/.installed: $(VENV)/.created $(SOURCES)
-	$(PY) -m pip install $(PIP_OPTS) --no-build-isolation -e .
+	$(PY) -m pip install $(PIP_OPTS) --no-build-isolation -e '.[postgres]'
 	@touch $@
 
 build: deps $(VENV)/.installed firmware
@@ -61,7 +61,7 @@ $(ASAN_VENV)/.created: Makefile
 # A regular (not editable) install, so the sanitized extension never shadows the
 # normal one that `make build` puts in pymodule/.
 $(ASAN_VENV)/.installed: $(ASAN_VENV)/.created $(SOURCES)
-	FOTABENCH_SANITIZE=1 $(ASAN_PY) -m pip install $(PIP_OPTS) --no-build-isolation --force-reinstall .
+	FOTABENCH_SANITIZE=1 $(ASAN_PY) -m pip install $(PIP_OPTS) --no-build-isolation --force-reinstall '.[postgres]'
 	@touch $@
 
 # CPython itself is not built with ASan: preload the runtime, and leave leak
@@ -90,6 +90,7 @@ firmware-asan: deps
 bench: test-deps build
 	$(PY) bench/perf/md5_throughput.py
 	$(PY) bench/perf/servers.py
+	$(PY) bench/perf/records.py
 
 FUZZ_SECONDS ?= 60
 fuzz: test-deps

@@ -52,6 +52,8 @@ _LAZY = {
     "WatchdogMonitor": "watchdog", "WatchdogResult": "watchdog",
     "VirtualModule": "sim",
     "Fault": "server", "PackageServer": "server", "RequestRecord": "server",
+    "Record": "records", "RecordError": "records", "Recorder": "records", "Run": "records",
+    "RunWriter": "records", "open_database": "records",
 }
 
 if TYPE_CHECKING:
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
     from .modem import AtError, AtResponse, LineMatch, Modem, Urc
     from .serial import ExpectTimeout, Match, PortInfo, SerialPort, list_ports
     from .server import Fault, PackageServer, RequestRecord
+    from .records import Record, RecordError, Recorder, Run, RunWriter, open_database
     from .sim import VirtualModule
     from .timeline import Event, Timeline, now_ns
     from .watchdog import WatchdogMonitor, WatchdogResult
@@ -132,4 +135,10 @@ __all__ = [
     "PackageServer",
     "RequestRecord",
     "VirtualModule",
+    "Record",
+    "RecordError",
+    "Recorder",
+    "Run",
+    "RunWriter",
+    "open_database",
 ]

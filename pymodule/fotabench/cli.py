@@ -374,9 +374,25 @@ def _add_station(sub: argparse._SubParsersAction) -> None:
     add_parser(sub)
 
 
+def _add_runs(sub: argparse._SubParsersAction) -> None:
+    from .cli_records import add_runs
+    add_runs(sub)
+
+
+def _add_record(sub: argparse._SubParsersAction) -> None:
+    from .cli_records import add_record
+    add_record(sub)
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    from .cli_records import add_report
+    add_report(sub)
+
+
 COMMANDS = {"app": _add_app, "package": _add_package, "inspect": _add_inspect, "md5": _add_md5,
             "url": _add_url, "models": _add_models, "serve": _add_serve, "sim": _add_sim,
-            "station": _add_station}
+            "station": _add_station, "runs": _add_runs, "record": _add_record,
+            "report": _add_report}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -386,7 +402,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="fotabench",
         description="Bench harness for Quectel OpenCPU FOTA: app images, packages, module "
-                    "URLs, package servers and virtual modules.")
+                    "URLs, package servers, virtual modules, records and reports.")
     p.add_argument("--version", action="version", version=f"fotabench {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, add in COMMANDS.items():

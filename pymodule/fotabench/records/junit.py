@@ -1,0 +1,71 @@
+"""JUnit XML of a run: one test case per slot and attempt, as CI tools read it.
+
+Layout (the de-facto format Jenkins, GitLab and pytest share): ``<testsuites>`` with one
+``<testsuite>`` per run; each ``<testcase>`` has ``classname`` ``fotabench.<station>.<slot>``,
+``name`` ``upgrade <slot> attempt <n>``, ``time`` in seconds and ``<properties>`` imei,
+slot, attempt, package_md5, model, record_id (so a CI page shows which module failed).
+A fail is a ``<failure type="<check>">``, an error an ``<error type="<cause>">``.
+"""
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from typing import Any, Mapping, Sequence
+
+from .record import Record
+
+__all__ = ["junit_xml"]
+
+
+def _time(ns: int) -> str:
+    return f"{max(0, ns) / 1e9:.3f}"
+
+
+def _junit_stamp(utc: str) -> str:
+    # JUnit's XSD wants xs:dateTime without a zone suffix (Jenkins reads both).
+    return utc.rstrip("Z").split(".")[0]
+
+
+def junit_xml(meta: Mapping[str, Any], records: Sequence[Record]) -> bytes:
+    station = str(meta.get("station", "station"))
+    fails = sum(r.outcome == "fail" for r in records)
+    errors = sum(r.outcome == "error" for r in records)
+    total_ns = sum(r.end_ns - r.start_ns for r in records)
+    root = ET.Element("testsuites", name="fotabench", tests=str(len(records)),
+                      failures=str(fails), errors=str(errors), time=_time(total_ns))
+    suite = ET.SubElement(root, "testsuite", name=f"fotabench.{station}",
+                          tests=str(len(records)), failures=str(fails), errors=str(errors),
+                          skipped="0", time=_time(total_ns),
+                          timestamp=_junit_stamp(str(meta.get("started_utc") or "")),
+                          hostname=str(meta.get("host", "")), id="0", package="fotabench")
+    props = ET.SubElement(suite, "properties")
+    for key in ("run_id", "station", "operator", "fotabench_version"):
+        if meta.get(key) is not None:
+            ET.SubElement(props, "property", name=key, value=str(meta[key]))
+    for r in sorted(records, key=lambda r: (r.slot, r.attempt, r.start_ns)):
+        case = ET.SubElement(suite, "testcase", classname=f"fotabench.{station}.{r.slot}",
+                             name=f"upgrade {r.slot} attempt {r.attempt}",
+                             time=_time(r.end_ns - r.start_ns))
+        cprops = ET.SubElement(case, "properties")
+        for key, value in (("imei", r.module.imei), ("slot", r.slot),
+                           ("attempt", r.attempt), ("package_md5", r.package.md5),
+                           ("model", r.module.model), ("record_id", r.id)):
+            ET.SubElement(cprops, "property", name=key, value="" if value is None else str(value))
+        if r.outcome == "fail":
+            el = ET.SubElement(case, "failure", message=r.reason, type=str(r.check))
+            el.text = _case_text(r)
+        elif r.outcome == "error":
+            el = ET.SubElement(case, "error", message=r.reason, type=str(r.cause))
+            el.text = _case_text(r)
+        out = ET.SubElement(case, "system-out")
+        out.text = "\n".join(f"{s.state}({s.percent})" for s in r.states) or None
+    ET.indent(root)
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"
+
+
+def _case_text(r: Record) -> str:
+    lines = [r.reason, f"IMEI {r.module.imei or '?'}, slot {r.slot}, attempt {r.attempt}, "
+                       f"package {r.package.path} (md5 {r.package.md5})"]
+    if r.logs:
+        lines.append("logs: " + ", ".join(f"{k}={v}" for k, v in sorted(r.logs.items())))
+    return "\n".join(lines)
