@@ -275,7 +275,8 @@ def _walk(g: Grammar, seen: tuple[State, ...], complete: bool) -> StateCheck:
         return StateCheck(g, seen, True, "success")
     # Which steps were reached (seen at least once, or optional and passed)?
     reached = {j for j in range(len(g.steps)) if counts[j] > 0}
-    # Try each failure ending where the success path stopped or before.
+    # Try each failure ending where the success path stopped.
+    best: Optional[tuple[int, Ending]] = None
     for e in g.endings:
         last = max(reached) if reached else -1
         if last not in e.after:
@@ -283,6 +284,14 @@ def _walk(g: Grammar, seen: tuple[State, ...], complete: bool) -> StateCheck:
         j, m, _ = _run(e.steps, seen, i)
         if m == len(e.steps) and j == n:
             return StateCheck(g, seen, True, e.name)
+        if j > i and (best is None or j > best[0]):
+            best = (j, e)
+    if best is not None and best[0] < n:
+        # Into a failure ending, and then something more: part there.
+        j, e = best
+        return StateCheck(g, seen, False, None, j, ("no further state",),
+                          f"{seen[j][0]} {seen[j][1]} after the sequence ended "
+                          f"[{e.name}]")
     # It parts: say where and what was allowed there.
     expected: list[str] = []
     if k < len(g.steps):
@@ -309,6 +318,11 @@ def _walk(g: Grammar, seen: tuple[State, ...], complete: bool) -> StateCheck:
             reason = f"percentage {st[1]} is not a multiple of 5"
         elif st[0] == "UP_CONNECTING" and g.host_is_ip is False:
             reason = "UP_CONNECTING for a host name (only an IP literal host gets it)"
+        elif (k < len(g.steps) and counts[k] < g.steps[k].min
+              and any(s2.accepts(st) for s2 in g.steps[k + 1:])):
+            reason = f"{g.steps[k].state} missing before {st[0]} {st[1]}"
+            if g.steps[k].state == "UP_CONNECTING" and g.host_is_ip:
+                reason = "UP_CONNECTING missing for an IP literal host"
         else:
             reason = f"{st[0]} {st[1]} not allowed after " + (
                 f"{seen[i - 1][0]} {seen[i - 1][1]}" if i else "the start")

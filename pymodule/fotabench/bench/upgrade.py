@@ -419,7 +419,7 @@ class Upgrade:
 
     def _start_server(self, run: "_Run") -> Any:
         from ..server import PackageServer
-        self._phase(run, "serve", "starting a package server on 127.0.0.1")
+        self._emit("log", detail="starting a package server on 127.0.0.1")
         try:
             srv = PackageServer([], bind="127.0.0.1", timeline=self.timeline,
                                 http=0 if self.protocol == "http" else None,
@@ -451,12 +451,11 @@ class Upgrade:
         self._phase(run, "power")
         if not self._answers():
             if d.can_power:
-                self._phase(run, "power", "powering on (VBAT, PWRKEY >= 1 s)")
+                self._emit("power", detail="power on (VBAT, then PWRKEY >= 1 s)")
                 try:
                     d.power_on()
                 except Exception as e:
                     raise _error("gpio", f"power-on failed: {e}") from e
-                self._emit("power", detail="power on")
             else:
                 self._emit("log", detail="the module does not answer and no PWRKEY is "
                                          "wired: waiting for it to boot")
