@@ -58,6 +58,10 @@ class Step:
     def __str__(self) -> str:
         if self.percents == PROGRESS:
             pct = "5..95 (multiples of 5" + (", never decreasing)" if self.rising else ")")
+        elif len(self.percents) > 2 and max(self.percents) - min(self.percents) + 1 == len(
+                self.percents):
+            pct = f"{min(self.percents)}..{max(self.percents)}" + (
+                " (never decreasing)" if self.rising else "")
         else:
             pct = ",".join(str(p) for p in sorted(self.percents))
         if self.max == 0:
@@ -90,6 +94,7 @@ class Grammar:
     steps: tuple[Step, ...]
     endings: tuple[Ending, ...] = ()
     never: tuple[str, ...] = ()   # states this protocol never reports
+    vocabulary: Optional[tuple[str, ...]] = None  # every state name there is (None: any)
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -160,7 +165,7 @@ def _http(host_is_ip: Optional[bool]) -> Grammar:
                    note="the SDK carries on after the decode failure and normally "
                         "ends in UP_UPGRADFAILED"),
         ),
-        never=("UP_GET_FILE_OK", "UP_FOTAINITFAIL"),
+        never=("UP_GET_FILE_OK", "UP_FOTAINITFAIL"), vocabulary=STATES,
         notes=("UP_GET_FILE_OK is never reported over HTTP",))
 
 
@@ -184,7 +189,7 @@ def _ftp(host_is_ip: Optional[bool]) -> Grammar:
                         "to the app (+FBRESETREQ from the bench agent)"),
             Ending("failed", frozenset(range(0, 5)), (_FAILED,)),
         ),
-        never=("UP_FOTAINITFAIL",),
+        never=("UP_FOTAINITFAIL",), vocabulary=STATES,
         notes=("no percentages between 0 and 100",))
 
 
@@ -308,14 +313,14 @@ def _walk(g: Grammar, seen: tuple[State, ...], complete: bool) -> StateCheck:
         st = seen[i]
         if st[0] in g.never:
             reason = f"{st[0]} is never reported over {g.protocol.upper()}"
-        elif st[0] not in STATES:
-            reason = f"{st[0]} is not an Upgrade_State"
+        elif g.vocabulary is not None and st[0] not in g.vocabulary:
+            reason = f"{st[0]} is not a state of this protocol"
         elif (k < len(g.steps) and g.steps[k].rising and g.steps[k].accepts(st)) or (
-                st[0] == "UP_GETTING_FILE" and i > 0 and seen[i - 1][0] == st[0]
-                and st[1] < seen[i - 1][1]):
+                i > 0 and seen[i - 1][0] == st[0] and st[1] < seen[i - 1][1]
+                and any(s2.rising and s2.state == st[0] for s2 in g.steps)):
             reason = f"percentage went down: {seen[i - 1][1]} then {st[1]}"
         elif st[0] == "UP_GETTING_FILE" and st[1] % 5:
-            reason = f"percentage {st[1]} is not a multiple of 5"
+            reason = f"percentage {st[1]} is not a multiple of 5"  # HTTP's rule
         elif st[0] == "UP_CONNECTING" and g.host_is_ip is False:
             reason = "UP_CONNECTING for a host name (only an IP literal host gets it)"
         elif (k < len(g.steps) and counts[k] < g.steps[k].min
