@@ -157,7 +157,7 @@ class Dut:
         if unknown:
             raise ValueError(f"unknown line roles {sorted(unknown)} (use {LINE_ROLES})")
         self.timeline = timeline
-        self.virtual = virtual          # the VirtualModule, for a virtual slot
+        self.vm = virtual               # the VirtualModule, for a virtual slot
         self.kind = kind
         self.where = where
         self.power_events: list[PowerEvent] = []
@@ -357,10 +357,12 @@ class Dut:
                           and "Ltd" not in ln), None) if r.ok else None
             if found:
                 model = re.sub(r"^Quectel[_ ]", "", found.strip())
+        version: Optional[str] = None
+        build: Optional[str] = None
         try:
             version, build = self.version(timeout)
-        except Exception:
-            version = build = None
+        except Exception:  # noqa: BLE001 - identity is best effort: None says "no answer"
+            pass
         return Identity(imei, model, version, build)
 
     # -- life -------------------------------------------------------------------------------
