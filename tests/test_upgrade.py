@@ -208,18 +208,19 @@ def test_same_version_is_a_version_failure(agents):
     assert r.states[-1].state == "UP_SYSTEM_REBOOT" and r.version_after == "1.0.0"
 
 
-def test_boot_timeout_is_an_error(tmp_path):
+def test_boot_timeout_is_an_error(agents):
     module_side, bench_side = os.openpty()   # a port where nothing ever answers
     path = os.ttyname(bench_side)
-    pkg = tmp_path / "p.bin"
-    pkg.write_bytes(b"x" * 100)
     try:
-        with Dut(Modem(path, name="mute"), name="mute") as dut:
-            r = Upgrade(dut, pkg, timeouts=Timeouts(boot=0.5), events=EventBus()).run()
+        with Dut(Modem(path, name="mute"), name="mute") as dut:   # and no lines wired
+            r = Upgrade(dut, agents["v2"], timeouts=Timeouts(boot=0.5),
+                        events=EventBus()).run()
     finally:
         os.close(module_side)
         os.close(bench_side)
-    assert r.outcome == "error" and r.cause in ("boot_timeout", "package"), r.reason
+    assert r.outcome == "error" and r.cause == "boot_timeout", r.reason
+    assert "0.5 s" in r.reason and r.states == () and r.transfers == ()
+    assert [p for p, _ in r.attempts[0].phases] == ["package", "power", "boot"]
 
 
 def test_missing_port_and_missing_file_say_so(agents, tmp_path):
