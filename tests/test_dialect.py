@@ -14,7 +14,7 @@ import urllib.request
 import pytest
 
 from fotabench import Dialect, Dut, EventBus, Fault, PackageServer, StatePattern, Upgrade
-from fotabench.bench.config import Timeouts
+from fotabench.bench.config import SlotSpec, Timeouts
 from fotabench.bench.grammar import Grammar, Step
 from fotabench.modem import Modem
 
@@ -141,7 +141,9 @@ def firmware(tmp_path):
     return p
 
 
-def fake_dut(fake):
+def fake_dut(fake, from_slot=False):
+    if from_slot:   # the real-slot path: a serial port by path, no GPIO lines
+        return Dut.from_slot(SlotSpec("fake1", model=None, port=fake.path))
     return Dut(Modem(fake.path, name="fake1"), name="fake1", model=None)
 
 
@@ -151,7 +153,8 @@ def test_second_dialect_passes(firmware):
     seen = []
     ev.subscribe(seen.append)
     try:
-        with fake_dut(fake) as dut:
+        with fake_dut(fake, from_slot=True) as dut:
+            assert dut.kind == "real" and dut.lines == {} and fake.path in repr(dut)
             r = Upgrade(dut, firmware, dialect=FAKE, timeouts=T, events=ev).run()
     finally:
         fake.close()
@@ -216,3 +219,26 @@ def test_callable_trigger(firmware):
         fake.close()
     assert r.outcome == "pass", r.reason
     assert len(calls) == 1 and calls[0].size == firmware.stat().st_size
+
+
+# --- the agent dialect's line parsing, on any input ------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from fotabench.bench.dialect import AGENT  # noqa: E402
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=500, deadline=None)
+def test_agent_dialect_parses_any_line(line):
+    got = AGENT.parse_state(line)
+    assert got is None or (line.startswith("+FBSTATE: ") and isinstance(got[1], int))
+    ready = AGENT.parse_ready(line)
+    assert ready is None or line.startswith('+FBREADY: "')
+
+
+@given(st.sampled_from(["UP_START", "UP_GETTING_FILE", "UP_UPGRADFAILED"]),
+       st.integers(-1000, 1000))
+def test_agent_dialect_state_lines(state, pct):
+    assert AGENT.parse_state(f"+FBSTATE: {state},{pct}") == (state, pct)

@@ -240,3 +240,40 @@ def test_default_progress_goes_to_stderr(agents, capfd):
     assert r.ok
     assert "[dut1] download" in err and "[dut1]   UP_SYSTEM_REBOOT 100" in err
     assert "[dut1] PASS" in err
+
+
+def test_module_already_on_upgrades_without_power_moves(agents):
+    # Two upgrades in a row on one Dut: the second finds the module running (no power
+    # move) with the first run's lines behind it, and still judges only its own.
+    with vdut(agents) as dut:
+        first = Upgrade(dut, agents["v2"], timeouts=FAST, events=EventBus()).run()
+        second = Upgrade(dut, agents["v1"], timeouts=FAST, events=EventBus(),
+                         expect_version="1.0.0").run()
+    assert first.ok and second.ok, (first.reason, second.reason)
+    assert [p["what"] for p in first.power_events] == ["vbat_on", "pwrkey_on"]
+    assert second.power_events == () and "boot" not in [p for p, _ in second.attempts[0].phases]
+    assert (second.version_before, second.version_after) == ("2.0.0", "1.0.0")
+
+
+def test_ftp_connection_refused_ends_with_a_reset_request(agents):
+    # Five refused connections: the SDK sends no callback, only a reset request
+    # (+FBRESETREQ); the server's records show it refused them: an error, not a fail.
+    with vdut(agents, faults=("ftp-retry-ms=50",)) as dut, PackageServer(http=None) as srv:
+        srv.add_fault(Fault(kind="refuse", protocol="ftp"))
+        r = Upgrade(dut, agents["v2"], protocol="ftp", server=srv, timeouts=FAST,
+                    events=EventBus()).run()
+        refused = [x for x in srv.records if x.outcome == "fault_injected"]
+    assert r.outcome == "error" and r.cause == "server", r.reason
+    assert r.state_names == ["UP_START", "UP_CONNECTING"]
+    assert r.grammar["ok"] and r.grammar["ending"] == "connection failed"
+    assert len(refused) == 5 and "refuse" in r.reason
+
+
+def test_url_given_is_fetched_as_is(agents, tmp_path):
+    pkg = Package.build(agents["v2"], tmp_path / "fw.bin")
+    with vdut(agents) as dut, PackageServer([pkg.path], ftp=None) as srv:
+        url = srv.url_for(pkg.path, "http")
+        r = Upgrade(dut, pkg.path, url=url, timeouts=FAST, events=EventBus()).run()
+        assert [x.outcome for x in srv.records] == ["complete"]
+    assert r.ok and r.url == str(url)
+    assert r.transfers == ()           # not the Upgrade's server: no record of its own

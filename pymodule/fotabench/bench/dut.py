@@ -106,7 +106,9 @@ _bundled_lock = threading.Lock()
 def bundled_agent(version: str = "1.0.0") -> Path:
     """The agent image a virtual slot starts on when its VirtualSpec names no app
     (built once per checkout into firmware/build/agents/)."""
-    out = _ROOT / "firmware" / "build" / "agents" / f"agent_{version}.bin"
+    # The ASan pass builds the agent with ASan too: it must not share the cache.
+    sub = "agents-asan" if os.environ.get("FOTABENCH_SANITIZE") == "1" else "agents"
+    out = _ROOT / "firmware" / "build" / sub / f"agent_{version}.bin"
     with _bundled_lock:
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -354,6 +354,10 @@ class Upgrade:
                     verdict = _error(_cause_of(e), f"{type(e).__name__}: {e}")
                 finally:
                     run.end_ns = now_ns()
+                    try:  # also on Ctrl-C: the monitor's listener must leave the line
+                        self._stop_watchdog(run)
+                    except Exception:  # noqa: BLE001 - the verdict is already decided
+                        pass
                 att = self._finish_attempt(run, verdict, own_server or self.server)
                 attempts.append(att)
                 detail = ("upgraded" if att.outcome == "pass"
@@ -716,10 +720,17 @@ class Upgrade:
             self._await_records(run, server)
             recs = self._transfers(run, server)
         broken = [r for r in recs if r.outcome in ("fault_injected", "rejected")]
+        where = ""
+        if not broken and server is not None and self.url is None:
+            # Connection-level faults (refuse, slow_accept, login_fail) happen before a
+            # path names the module: records of this attempt's window with no module.
+            broken = [r for r in server.records if r.module is None and
+                      r.start_ns >= run.t_trigger and r.outcome == "fault_injected"]
+            where = f" ({len(broken)} connections, before any path named the module)"
         if broken:
             r = broken[-1]
             faults = f" (fault {', '.join(r.faults)})" if r.faults else ""
-            return _error("server", f"the server broke the transfer{faults}: {r.protocol} "
+            return _error("server", f"the server broke the transfer{faults}{where}: {r.protocol} "
                                     f"{r.outcome}, {r.bytes_sent} of {r.size} bytes sent"
                                     + (f", status {r.status}" if r.status else "")
                                     + (f": {r.detail}" if r.detail else ""))
