@@ -162,6 +162,7 @@ class Dut:
         self.vm = virtual               # the VirtualModule, for a virtual slot
         self.kind = kind
         self.where = where
+        self.slot: Optional[SlotSpec] = None   # set by from_slot
         self.power_events: list[PowerEvent] = []
         self._owned = list(owned)       # closed in reverse order
         self._closed = False
@@ -184,7 +185,9 @@ class Dut:
             Path(log_dir).mkdir(parents=True, exist_ok=True)
             log = Path(log_dir) / f"{slot.name}.uart1.log"
         if slot.virtual is not None:
-            return cls._virtual(slot, slot.virtual, timeline, log, state_dir)
+            dut = cls._virtual(slot, slot.virtual, timeline, log, state_dir)
+            dut.slot = slot
+            return dut
         if not slot.port:
             raise DutError(f"slot {slot.name}: no serial port given (port:)")
         owned: list[Any] = []
@@ -205,9 +208,11 @@ class Dut:
                     raise DutError(f"slot {slot.name}: cannot open {slot.gpio_chip}: {e}") from e
                 owned.append(chip)
                 lines = _request_lines(chip, slot.lines, slot.name)
-            return cls(modem, name=slot.name, model=slot.model, lines=lines,
-                       timeline=timeline, owned=tuple(owned), kind="real",
-                       where=f"{slot.port}" + (f" + {slot.gpio_chip}" if slot.lines else ""))
+            dut = cls(modem, name=slot.name, model=slot.model, lines=lines,
+                      timeline=timeline, owned=tuple(owned), kind="real",
+                      where=f"{slot.port}" + (f" + {slot.gpio_chip}" if slot.lines else ""))
+            dut.slot = slot
+            return dut
         except BaseException:
             for o in reversed(owned):
                 o.close()

@@ -274,13 +274,14 @@ class Upgrade:
     version the module must run afterwards (default: any other than before).
     ``events``: an :class:`EventBus` (default: a private one printing plain lines on
     stderr). ``timeline``: where every event lands (default: the Dut's, else a new
-    one). ``log_dir``: write the timeline there as JSON lines. ``wdt_timeout``: the
+    one). ``timeouts``: per phase (default: the slot's, else ``Timeouts()``, fit for
+    GPRS). ``log_dir``: write the timeline there as JSON lines. ``wdt_timeout``: the
     watchdog chip's timeout in seconds (the WDI gaps are judged against 2/3 of it).
     """
 
     def __init__(self, dut: Dut, package_or_app: PathLike, *, protocol: str = "http",
                  url: Optional[Union[str, ModuleUrl]] = None, server: Any = None,
-                 timeouts: Timeouts = Timeouts(), dialect: Optional[Dialect] = None,
+                 timeouts: Optional[Timeouts] = None, dialect: Optional[Dialect] = None,
                  retry: Optional[RetryPolicy] = None, events: Optional[EventBus] = None,
                  timeline: Optional[Timeline] = None, expect_version: Optional[str] = None,
                  log_dir: Optional[PathLike] = None, wdt_timeout: float = 1.6,
@@ -294,7 +295,8 @@ class Upgrade:
         self.protocol = protocol
         self.url = None if url is None else str(url)
         self.server = server
-        self.timeouts = timeouts
+        slot = getattr(dut, "slot", None)
+        self.timeouts = timeouts or (slot.timeouts if slot is not None else None) or Timeouts()
         self.dialect = dialect or AGENT
         self.retry = retry or RetryPolicy(attempts=1)
         if events is None:
@@ -327,6 +329,8 @@ class Upgrade:
         """Run the upgrade (with retries of errors); never raises for an outcome:
         bench failures become an ``error`` result (Ctrl-C still interrupts)."""
         start_ns, start_wall = now_ns(), time.time()
+        self._pkg = None            # a second run() packages again (the first one's
+        self._identity = {"imei": None, "model": self.dut.model}   # copy is gone)
         attempts: list[Attempt] = []
         runs: list[_Run] = []
         own_server = None
