@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    v1 = build_agent("1.0.0", args.out / "agent_v1.bin")
-    v2 = build_agent("2.0.0", args.out / "agent_v2.bin")
+    v1 = build_agent("1.0.0", args.out / "agent_v1.bin", firmware=ROOT / "firmware")
+    v2 = build_agent("2.0.0", args.out / "agent_v2.bin", firmware=ROOT / "firmware")
     link = args.link_rate if args.link_rate == "unlimited" else int(args.link_rate)
     spec = VirtualSpec(app=str(v1), boot_timing="fast" if args.fast else "real",
                        link_rate="unlimited" if args.fast else link)

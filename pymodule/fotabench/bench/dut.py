@@ -86,10 +86,23 @@ def _tool_env() -> dict[str, str]:
     return env
 
 
-def build_agent(version: str, out: PathLike, pad: int = 0) -> Path:
+def firmware_dir() -> Path:
+    """The firmware sources: $FOTABENCH_FIRMWARE, else the checkout this package
+    lives in (an installed copy, e.g. the ASan pass's, has none: set the variable)."""
+    env = os.environ.get("FOTABENCH_FIRMWARE")
+    d = Path(env) if env else _ROOT / "firmware"
+    if not (d / "Makefile").is_file():
+        raise DutError(f"no firmware sources at {d}: set FOTABENCH_FIRMWARE to the "
+                       "checkout's firmware/ directory")
+    return d
+
+
+def build_agent(version: str, out: PathLike, pad: int = 0,
+                firmware: Optional[PathLike] = None) -> Path:
     """The bench agent for the virtual module as an M66 app image
     (``make -C firmware sim VERSION=... OUT=...``; SANITIZE=1 in the ASan pass)."""
-    cmd = ["make", "-s", "-C", str(_ROOT / "firmware"), "sim", f"VERSION={version}",
+    fw = Path(firmware) if firmware is not None else firmware_dir()
+    cmd = ["make", "-s", "-C", str(fw), "sim", f"VERSION={version}",
            f"OUT={os.fspath(out)}", f"PAD={pad}"]
     if os.environ.get("FOTABENCH_SANITIZE") == "1":
         cmd.append("SANITIZE=1")
@@ -108,7 +121,7 @@ def bundled_agent(version: str = "1.0.0") -> Path:
     (built once per checkout into firmware/build/agents/)."""
     # The ASan pass builds the agent with ASan too: it must not share the cache.
     sub = "agents-asan" if os.environ.get("FOTABENCH_SANITIZE") == "1" else "agents"
-    out = _ROOT / "firmware" / "build" / sub / f"agent_{version}.bin"
+    out = firmware_dir() / "build" / sub / f"agent_{version}.bin"
     with _bundled_lock:
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
