@@ -277,3 +277,23 @@ def test_url_given_is_fetched_as_is(agents, tmp_path):
         assert [x.outcome for x in srv.records] == ["complete"]
     assert r.ok and r.url == str(url)
     assert r.transfers == ()           # not the Upgrade's server: no record of its own
+
+
+def test_app_that_stops_feeding_wdi_mid_download_fails_the_watchdog_check(agents):
+    # AT+FBWDT=0 at 10 %: the app's logic watchdog expires (2 s), WDI stops, the
+    # external chip resets the module (1.6 s later) in the middle of the download.
+    sent = threading.Event()
+    ev = Events()
+    with vdut(agents, link_rate=250_000) as dut:
+        def stop_feeding(e):
+            if e.kind == "state" and (e.percent or 0) >= 10 and not sent.is_set():
+                sent.set()
+                assert dut.modem.command("AT+FBWDT=0", 5).ok
+        ev.bus.subscribe(stop_feeding)
+        r = Upgrade(dut, agents["v2big"], timeouts=FAST, events=ev.bus).run()
+        assert dut.version()[0] == "1.0.0"          # reset into the old app
+    assert sent.is_set()
+    assert r.outcome == "fail" and r.check == "watchdog", r.reason
+    assert "rebooted in the middle of the download" in r.reason
+    assert r.watchdog["over_timeout"] and r.watchdog["longest_gap_ns"] >= 1.6e9 * 0.9
+    assert max(s.percent for s in r.states) < 100 and r.power_events[-1]["what"] == "pwrkey_on"

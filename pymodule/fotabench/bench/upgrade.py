@@ -610,7 +610,7 @@ class Upgrade:
         self._emit("watchdog", gap_ms=res.longest_gap_ns / 1e6,
                    extra={"edges": res.edges, "timeout_ms": res.timeout_ns / 1e6})
 
-    def _check_watchdog(self, run: "_Run") -> None:
+    def _check_watchdog(self, run: "_Run", context: str = "") -> None:
         w = run.watchdog_result
         if w is None or w["ok"]:
             return
@@ -620,7 +620,7 @@ class Upgrade:
         raise _fail("watchdog", f"WDI not fed in time: longest gap "
                                 f"{w['longest_gap_ns'] / 1e6:.0f} ms (limit "
                                 f"{w['timeout_ns'] * 2 / 3 / 1e6:.0f} ms = 2/3 of "
-                                f"{w['timeout_ns'] / 1e6:.0f} ms)")
+                                f"{w['timeout_ns'] / 1e6:.0f} ms){context}")
 
     def _trigger(self, run: "_Run", url: str) -> None:
         dia = self.dialect
@@ -745,7 +745,9 @@ class Upgrade:
         g = self._grammar(run)
         if g is not None and not g.ok and ended in ("failure", "end"):
             return _fail("grammar", str(g))
-        self._check_watchdog(run)
+        self._check_watchdog(run, "; then the module rebooted in the middle of the "
+                                  f"download (after {self._last(run)})"
+                             if ended == "ready" else "")
         complete = [r for r in recs if r.outcome == "complete"]
         how = ""
         if complete:
