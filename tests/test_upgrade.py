@@ -230,7 +230,12 @@ def test_missing_port_and_missing_file_say_so(agents, tmp_path):
         with pytest.raises(FileNotFoundError, match="no such package"):
             Upgrade(dut, tmp_path / "nope.bin")
         assert "virtual" in repr(dut) and "PWRKEY" in repr(dut)
+        state = dut.vm.state
+        assert dut.vm.running and state.is_dir()
+    # closing released everything: the board process, the port, the lines, its state
     assert "closed" in repr(dut)
+    assert not dut.vm.running and dut.modem.port.closed
+    assert all(ln.released for ln in dut.lines.values()) and not state.exists()
 
 
 def test_default_progress_goes_to_stderr(agents, capfd):

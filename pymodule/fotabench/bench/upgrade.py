@@ -37,11 +37,10 @@ import os
 import re
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional, Union
 
 from .._core import BenchTimeoutError, ClosedError, FotabenchError
 from ..modem import AtResponse
@@ -893,5 +892,3 @@ def _cause_of(e: BaseException) -> str:
         return "os"
     return "bench"
 
-
-Callback = Callable[[BenchEvent], Any]
