@@ -35,7 +35,6 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -231,60 +230,32 @@ def _error(cause: str, reason: str) -> _Verdict:
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-class _StderrProgress:
-    """Plain progress lines on stderr (when the caller gave no event bus)."""
-
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream or sys.stderr
-        self.last_pct: Optional[int] = None
-        self.last_state: Optional[str] = None
-
-    def __call__(self, ev: BenchEvent) -> None:
-        msg = None
-        if ev.kind == "phase":
-            msg = f"{ev.phase}" + (f": {ev.detail}" if ev.detail else "")
-        elif ev.kind == "state":
-            if ev.state == self.last_state and ev.percent == self.last_pct:
-                return   # a duplicate: the record keeps it, the screen need not
-            self.last_state, self.last_pct = ev.state, ev.percent
-            msg = f"  {ev.state} {ev.percent}"
-        elif ev.kind == "outcome":
-            msg = f"{(ev.outcome or '').upper()}: {ev.detail}"
-        elif ev.kind == "attempt" and (ev.attempt or 1) > 1:
-            msg = f"attempt {ev.attempt}"
-        elif ev.kind in ("power", "log"):
-            msg = (f"power: {ev.detail}" if ev.kind == "power" else ev.detail)
-        elif ev.kind == "served":
-            msg = f"served {ev.bytes_served} bytes" + (f" ({ev.detail})" if ev.detail else "")
-        elif ev.kind == "watchdog" and ev.gap_ms is not None:
-            msg = f"watchdog: longest WDI gap {ev.gap_ms:.0f} ms"
-        if msg:
-            print(f"[{ev.slot}] {msg}", file=self.stream, flush=True)
-
-
 class Upgrade:
     """One upgrade of ``dut`` to ``package_or_app`` (a FOTA package, or an app image
     packaged on the fly; with a "raw" dialect, any file).
 
-    ``protocol``: "http" or "ftp". ``url``: fetch from there instead of serving the
+    ``protocol``: "http" or "ftp" (default: the slot's, else "http"). ``url``: fetch from there instead of serving the
     package (the bench then has no transfer record to tell a broken transfer from a
     module's fault). ``server``: the station's running :class:`fotabench.PackageServer`
     (default: one of its own on 127.0.0.1 for the run). ``expect_version``: the
     version the module must run afterwards (default: any other than before).
-    ``events``: an :class:`EventBus` (default: a private one printing plain lines on
-    stderr). ``timeline``: where every event lands (default: the Dut's, else a new
+    ``events``: an :class:`EventBus` (default: a private one shown on stderr by
+    :class:`fotabench.bench.progress.Progress`: a live table on a terminal, plain lines
+    elsewhere). ``timeline``: where every event lands (default: the Dut's, else a new
     one). ``timeouts``: per phase (default: the slot's, else ``Timeouts()``, fit for
     GPRS). ``log_dir``: write the timeline there as JSON lines. ``wdt_timeout``: the
     watchdog chip's timeout in seconds (the WDI gaps are judged against 2/3 of it).
     """
 
-    def __init__(self, dut: Dut, package_or_app: PathLike, *, protocol: str = "http",
+    def __init__(self, dut: Dut, package_or_app: PathLike, *, protocol: Optional[str] = None,
                  url: Optional[Union[str, ModuleUrl]] = None, server: Any = None,
                  timeouts: Optional[Timeouts] = None, dialect: Optional[Dialect] = None,
                  retry: Optional[RetryPolicy] = None, events: Optional[EventBus] = None,
                  timeline: Optional[Timeline] = None, expect_version: Optional[str] = None,
                  log_dir: Optional[PathLike] = None, wdt_timeout: float = 1.6,
                  workdir: Optional[PathLike] = None):
+        slot = getattr(dut, "slot", None)
+        protocol = protocol or (slot.protocol if slot is not None else None) or "http"
         if protocol not in ("http", "ftp"):
             raise ValueError(f"protocol must be 'http' or 'ftp', got {protocol!r}")
         self.dut = dut
@@ -294,14 +265,13 @@ class Upgrade:
         self.protocol = protocol
         self.url = None if url is None else str(url)
         self.server = server
-        slot = getattr(dut, "slot", None)
         self.timeouts = timeouts or (slot.timeouts if slot is not None else None) or Timeouts()
         self.dialect = dialect or AGENT
         self.retry = retry or RetryPolicy(attempts=1)
-        if events is None:
-            events = EventBus()
-            events.subscribe(_StderrProgress())
-        self.events = events
+        # No bus given: a private one, shown by the bench's progress display (a live
+        # table on a terminal, plain lines elsewhere) on stderr during run().
+        self._own_progress = events is None
+        self.events = events if events is not None else EventBus()
         self.timeline = timeline or dut.timeline or Timeline()
         self.expect_version = expect_version
         self.log_dir = None if log_dir is None else Path(log_dir)
@@ -313,6 +283,7 @@ class Upgrade:
         # What the current attempt has learnt (reset per attempt).
         self._pkg: Optional[dict[str, Any]] = None
         self._identity: dict[str, Optional[str]] = {"imei": None, "model": dut.model}
+        self._served_total = 0
 
     # -- events ------------------------------------------------------------------------------
     def _emit(self, kind: str, **kw: Any) -> None:
@@ -330,10 +301,12 @@ class Upgrade:
         start_ns, start_wall = now_ns(), time.time()
         self._pkg = None            # a second run() packages again (the first one's
         self._identity = {"imei": None, "model": self.dut.model}   # copy is gone)
+        self._served_total = 0
         attempts: list[Attempt] = []
         runs: list[_Run] = []
         own_server = None
         tmp = None
+        progress = self._start_progress() if self._own_progress else None
         try:
             n = 0
             while True:
@@ -363,15 +336,21 @@ class Upgrade:
                         pass
                 att = self._finish_attempt(run, verdict, own_server or self.server)
                 attempts.append(att)
-                detail = ("upgraded" if att.outcome == "pass"
-                          else f"{att.check or att.cause}: {att.reason}")
-                self._emit("outcome", outcome=att.outcome, attempt=n, detail=detail)
+                # One line for displays (a grammar reason is a whole page); the full
+                # reason rides in extra.
+                detail = ("" if att.outcome == "pass" else
+                          f"{att.check or att.cause}: {att.reason.splitlines()[0]}")
+                self._emit("outcome", outcome=att.outcome, attempt=n, detail=detail,
+                           extra={"reason": att.reason, "check": att.check,
+                                  "cause": att.cause})
                 if not self.retry.should_retry(att):
                     break
                 self._emit("log", detail=f"retrying in {self.retry.delay} s "
                                          f"(error: {att.cause})")
                 time.sleep(self.retry.delay)
         finally:
+            if progress is not None:
+                progress.stop()
             if own_server is not None:
                 own_server.stop()
             if tmp is not None:
@@ -380,6 +359,13 @@ class Upgrade:
         return self._result(attempts, runs[-1], start_ns, start_wall)
 
     __call__ = run
+
+    def _start_progress(self) -> Any:
+        from rich.console import Console
+
+        from .progress import Progress
+        return Progress(self.events, console=Console(stderr=True),
+                        slots=[self.dut.name]).start()
 
     # -- preparation ---------------------------------------------------------------------------
     def _prepare(self, run: "_Run", work: Path) -> dict[str, Any]:
@@ -458,7 +444,7 @@ class Upgrade:
         self._phase(run, "power")
         if not self._answers():
             if d.can_power:
-                self._emit("power", detail="power on (VBAT, then PWRKEY >= 1 s)")
+                self._emit("power", detail="on (VBAT, then PWRKEY >= 1 s)")
                 try:
                     d.power_on()
                 except Exception as e:
@@ -483,8 +469,8 @@ class Upgrade:
         if dia.at:
             ident = d.identity(t.command)
             self._identity = {"imei": ident.imei, "model": ident.model or d.model}
-        self._emit("log", detail=f"running {run.version_before}"
-                   + (f", IMEI {self._identity['imei']}" if self._identity["imei"] else ""))
+        self._emit("log", extra={"model": self._identity["model"], "imei": self._identity["imei"],
+                          "version": run.version_before})
         # attach
         if dia.at:
             self._phase(run, "attach")
@@ -521,6 +507,7 @@ class Upgrade:
         v = self._version()
         if v is not None:
             run.version_after, run.build_after = v
+        self._emit("log", extra={"version": run.version_after})   # displays say it
         self._check_watchdog(run)
         want = self.expect_version
         if want is not None and run.version_after != want:
@@ -813,9 +800,11 @@ class Upgrade:
             self._grammar(run)
         transfers = tuple(r.to_dict() for r in self._transfers(run, server)) \
             if run.t_trigger else ()
-        for tr in transfers:
-            self._emit("served", bytes_served=tr["bytes_sent"],
-                       detail=f"{tr['protocol']} {tr['outcome']}")
+        for tr in transfers:   # bytes_served: the slot's total so far (as displays read it)
+            self._served_total += tr["bytes_sent"]
+            self._emit("served", bytes_served=self._served_total,
+                       detail=f"{tr['protocol']} {tr['outcome']}",
+                       extra={"transfer_bytes": tr["bytes_sent"]})
         power = tuple(e.to_dict() for e in self.dut.power_events
                       if run.start_ns <= e.t_ns <= run.end_ns)
         return Attempt(run.number, v.outcome, v.what if v.outcome == "fail" else None,
