@@ -229,6 +229,8 @@ def test_missing_port_and_missing_file_say_so(agents, tmp_path):
     with vdut(agents) as dut:
         with pytest.raises(FileNotFoundError, match="no such package"):
             Upgrade(dut, tmp_path / "nope.bin")
+        with pytest.raises(ValueError, match="unknown kind 'drp'; did you mean 'drop'"):
+            Upgrade(dut, agents["v2"], faults=["drp:at=5"])
         assert "virtual" in repr(dut) and "PWRKEY" in repr(dut)
         state = dut.vm.state
         assert dut.vm.running and state.is_dir()
@@ -306,3 +308,36 @@ def test_app_that_stops_feeding_wdi_mid_download_fails_the_watchdog_check(agents
     assert "rebooted in the middle of the download" in r.reason
     assert r.watchdog["over_timeout"] and r.watchdog["longest_gap_ns"] >= 1.6e9 * 0.9
     assert max(s.percent for s in r.states) < 100 and r.power_events[-1]["what"] == "pwrkey_on"
+
+
+def test_slot_faults_from_the_station_file_are_injected(agents):
+    # A virtual slot's faults as a station file writes them: the bench cuts VBAT at
+    # 40 % of the first attempt (times=1 by default), the retry then passes.
+    with vdut(agents, link_rate=1_000_000, faults=("power_cut:at=40%",)) as dut:
+        r = Upgrade(dut, agents["v2big"], timeouts=FAST, events=EventBus(),
+                    retry=RetryPolicy(attempts=2, delay=0.1)).run()
+    first, second = r.attempts
+    assert first.outcome == "error" and first.cause == "power", first.reason
+    cut = [s.percent for s in first.states if s.state == "UP_GETTING_FILE"]
+    assert 40 <= cut[-1] < 100
+    assert second.outcome == "pass" and r.version_after == "2.0.0"
+    assert [p["what"] for p in r.power_events].count("vbat_off") == 1
+
+
+def test_slot_server_fault_is_scoped_to_the_module(agents):
+    # corrupt:at=1000 on a shared server: this slot's download is corrupted (error
+    # server: the record shows it), another module's download of the same file is not.
+    with vdut(agents, faults=("corrupt:at=1000,count=8",)) as dut, \
+            PackageServer(ftp=None) as srv:
+        r = Upgrade(dut, agents["v2"], server=srv, timeouts=FAST, events=EventBus()).run()
+        assert len(srv.faults) == 0        # a shared server: the Upgrade took its fault back
+        name = r.url.rsplit("/", 1)[1]
+        other = srv.url_for(name, "http", module="other")
+        import urllib.request
+        with urllib.request.urlopen(str(other), timeout=10) as resp:
+            body = resp.read()
+    assert r.outcome == "error" and r.cause == "server", r.reason
+    assert r.transfers[0]["faults"] == ["corrupt"]
+    assert r.states[-1].state == "UP_UPGRADFAILED"       # the module's MD5 check caught it
+    assert len(body) == r.package_size
+    assert [x.faults for x in srv.records if x.module == "other"] == [[]]

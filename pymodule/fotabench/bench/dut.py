@@ -131,25 +131,28 @@ def bundled_agent(version: str = "1.0.0") -> Path:
     return out
 
 
-# Board options a VirtualSpec fault may name (the rest, e.g. server drops or a power
-# cut at a percentage, are injected by the bench, not by the board).
+# Faults of a VirtualSpec that are board options: the station file's module faults
+# (docs/stations.md) and a few more board settings for tests. The rest (server faults,
+# power_cut at a percentage) are injected by Upgrade, not by the board.
 _BOARD_FAULTS: dict[str, Callable[[str], tuple[str, Any]]] = {
-    "attach-fail": lambda v: ("attach_fail", True),
-    "pdp-fail": lambda v: ("pdp_fail", True),
-    "wdt-timeout": lambda v: ("wdt_timeout", float(v)),
-    "http-timeout": lambda v: ("http_timeout", int(v)),
-    "ftp-retry-ms": lambda v: ("ftp_retry_ms", int(v)),
-    "flash-rate": lambda v: ("flash_rate", float(v)),
+    "attach_fail": lambda v: ("attach_fail", True),
+    "pdp_fail": lambda v: ("pdp_fail", True),
+    "wdt_timeout": lambda v: ("wdt_timeout", float(v)),
+    "http_timeout": lambda v: ("http_timeout", int(v)),
+    "ftp_retry_ms": lambda v: ("ftp_retry_ms", int(v)),
+    "flash_rate": lambda v: ("flash_rate", float(v)),
 }
+
+BOARD_FAULTS = frozenset(_BOARD_FAULTS)
 
 
 def board_fault_options(faults: tuple[str, ...]) -> dict[str, Any]:
-    """Board options from a VirtualSpec's faults (``"attach-fail"``,
-    ``"wdt-timeout=0"``...); faults of other kinds are left to the bench."""
+    """Board options from a VirtualSpec's faults (``"attach_fail"``,
+    ``"wdt_timeout=0"``...; ``-`` and ``_`` alike); other kinds are left to the bench."""
     out: dict[str, Any] = {}
     for f in faults:
-        name, _, value = f.partition("=")
-        conv = _BOARD_FAULTS.get(name.strip())
+        name, _, value = f.replace(":", "=", 1).partition("=")
+        conv = _BOARD_FAULTS.get(name.strip().replace("-", "_"))
         if conv is not None:
             k, v = conv(value.strip())
             out[k] = v

@@ -39,7 +39,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 from .._core import BenchTimeoutError, ClosedError, FotabenchError
 from ..modem import AtResponse
@@ -47,7 +47,7 @@ from ..timeline import Timeline, now_ns
 from ..url import ModuleUrl
 from .config import Timeouts
 from .dialect import AGENT, Dialect, TriggerInfo, TriggerRefused
-from .dut import Dut, DutError
+from .dut import BOARD_FAULTS, Dut, DutError
 from .events import BenchEvent, EventBus
 from .grammar import StateCheck, host_is_ip_literal
 
@@ -245,6 +245,10 @@ class Upgrade:
     one). ``timeouts``: per phase (default: the slot's, else ``Timeouts()``, fit for
     GPRS). ``log_dir``: write the timeline there as JSON lines. ``wdt_timeout``: the
     watchdog chip's timeout in seconds (the WDI gaps are judged against 2/3 of it).
+    ``faults``: fault specs as in a station file (default: a virtual slot's
+    ``VirtualSpec.faults``): server faults go to the package server scoped to this
+    module, ``power_cut:at=N%`` makes the bench cut VBAT at the first state at or past
+    N % (``times``, default 1, attempts), the board's own were applied by the Dut.
     """
 
     def __init__(self, dut: Dut, package_or_app: PathLike, *, protocol: Optional[str] = None,
@@ -253,7 +257,7 @@ class Upgrade:
                  retry: Optional[RetryPolicy] = None, events: Optional[EventBus] = None,
                  timeline: Optional[Timeline] = None, expect_version: Optional[str] = None,
                  log_dir: Optional[PathLike] = None, wdt_timeout: float = 1.6,
-                 workdir: Optional[PathLike] = None):
+                 workdir: Optional[PathLike] = None, faults: Optional[Sequence[str]] = None):
         slot = getattr(dut, "slot", None)
         protocol = protocol or (slot.protocol if slot is not None else None) or "http"
         if protocol not in ("http", "ftp"):
@@ -278,12 +282,61 @@ class Upgrade:
         self.wdt_timeout = wdt_timeout
         self.workdir = None if workdir is None else Path(workdir)
         self.module_name = _SAFE.sub("_", dut.name)[:32] or "dut"
+        if faults is None and slot is not None and slot.virtual is not None:
+            faults = slot.virtual.faults
+        self._server_faults, self._power_cuts = self._parse_faults(faults or ())
         for prefix in self.dialect.urc_prefixes:
             dut.modem.add_urc(prefix)
         # What the current attempt has learnt (reset per attempt).
         self._pkg: Optional[dict[str, Any]] = None
         self._identity: dict[str, Optional[str]] = {"imei": None, "model": dut.model}
         self._served_total = 0
+
+    # -- injected faults ---------------------------------------------------------------------
+    def _parse_faults(self, specs: Sequence[str]) -> tuple[list[Any], list[dict[str, Any]]]:
+        """The slot's faults (docs/stations.md): server faults for the package server,
+        power cuts for the bench to make; the board's own (attach_fail...) were given
+        to the virtual module when the Dut started it."""
+        from .station import parse_fault
+        server: list[Any] = []
+        cuts: list[dict[str, Any]] = []
+        for spec in specs:
+            name = spec.replace(":", "=", 1).partition("=")[0].strip().replace("-", "_")
+            if name in BOARD_FAULTS:
+                continue            # the board's own, applied when the Dut started it
+            f = parse_fault(spec)   # ValueError with a one-line reason
+            if f.where == "server":
+                server.append(f.server_fault)
+            elif f.kind == "power_cut":
+                cuts.append({"spec": spec, "times": f.params.get("times", 1),
+                             "at_percent": f.params.get("at_percent"),
+                             "at": f.params.get("at")})
+        return server, cuts
+
+    def _add_server_faults(self, server: Any) -> list[Any]:
+        import dataclasses
+        added = []
+        for f in self._server_faults:
+            # Scoped to this module's per-module URL, so a shared station server
+            # hurts no other slot; connection-level faults (refuse...) happen before a
+            # path names the module and can only be scoped by address.
+            scoped = f if f.kind in ("refuse", "slow_accept", "login_fail") or f.client \
+                else dataclasses.replace(f, client=self.module_name)
+            added.append(server.add_fault(scoped))
+        return added
+
+    def _maybe_cut_power(self, run: "_Run", percent: int) -> None:
+        size = int((self._pkg or {}).get("size") or 0)
+        for cut in self._power_cuts:
+            if cut.get("left", 0) <= 0 or run.cut_done:
+                continue
+            at = cut["at_percent"] if cut["at_percent"] is not None else (
+                100.0 * cut["at"] / size if size else 0.0)
+            if percent >= at:
+                cut["left"] -= 1
+                run.cut_done = True
+                self._emit("power", detail=f"cut (fault {cut['spec']}) at {percent} %")
+                self.dut.cut_power()
 
     # -- events ------------------------------------------------------------------------------
     def _emit(self, kind: str, **kw: Any) -> None:
@@ -302,11 +355,14 @@ class Upgrade:
         self._pkg = None            # a second run() packages again (the first one's
         self._identity = {"imei": None, "model": self.dut.model}   # copy is gone)
         self._served_total = 0
+        for cut in self._power_cuts:
+            cut["left"] = cut["times"]
         attempts: list[Attempt] = []
         runs: list[_Run] = []
         own_server = None
         tmp = None
         progress = self._start_progress() if self._own_progress else None
+        faults_added: list[Any] = []
         try:
             n = 0
             while True:
@@ -321,6 +377,9 @@ class Upgrade:
                         self._pkg = self._prepare(run, Path(self.workdir or tmp or "."))
                     if self.url is None and self.server is None and own_server is None:
                         own_server = self._start_server(run)
+                    if self.url is None and not faults_added and self._server_faults:
+                        # once per run: a fault's `times` budget spans the attempts
+                        faults_added = self._add_server_faults(own_server or self.server)
                     self._attempt(run, own_server or self.server)
                     verdict = _Verdict("pass", "", "upgraded")
                 except _Verdict as v:
@@ -351,6 +410,9 @@ class Upgrade:
         finally:
             if progress is not None:
                 progress.stop()
+            if faults_added and self.server is not None:   # a shared server: undo ours
+                for f in faults_added:
+                    self.server.remove_fault(f)
             if own_server is not None:
                 own_server.stop()
             if tmp is not None:
@@ -649,6 +711,8 @@ class Upgrade:
             self.timeline.add(f"upgrade:{self.dut.name}", "state", state=st[0],
                               percent=st[1])
             self._emit("state", state=st[0], percent=st[1])
+            if self._power_cuts:
+                self._maybe_cut_power(run, st[1])
             return st[0]
         if self.dialect.is_end_line(line):
             run.end_line = line
@@ -868,6 +932,7 @@ class _Run:
     end_line: Optional[str] = None
     ready_midway: Optional[tuple[str, int]] = None
     ready_t_ns: int = 0
+    cut_done: bool = False
 
 
 def _cause_of(e: BaseException) -> str:
