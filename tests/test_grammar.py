@@ -68,7 +68,8 @@ def test_http_percent_rules():
 @pytest.mark.parametrize("seq,ending", [
     ([(S, 0), (CING, 0), (FAIL, 0)], "failed"),                        # connection failed
     ([(S, 0), (CING, 0), (CED, 0), (GF, 0), (GF, 45), (FAIL, 0)], "failed"),  # mid-download
-    ([(S, 0), (CING, 0), (CED, 0), (GF, 0), (GF, 100), (FAIL, 0), (FAIL, 0)], "failed"),  # MD5, twice
+    # the MD5 check fails at the end, reported twice
+    ([(S, 0), (CING, 0), (CED, 0), (GF, 0), (GF, 100), (FAIL, 0), (FAIL, 0)], "failed"),
     ([(S, 0), (URL, 0), (FAIL, 0)], "url decode failed"),              # carries on to fail
     ([(S, 0), (URL, 0)], "url decode failed"),
 ])

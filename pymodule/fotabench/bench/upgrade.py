@@ -234,8 +234,8 @@ class Upgrade:
     """One upgrade of ``dut`` to ``package_or_app`` (a FOTA package, or an app image
     packaged on the fly; with a "raw" dialect, any file).
 
-    ``protocol``: "http" or "ftp" (default: the slot's, else "http"). ``url``: fetch from there instead of serving the
-    package (the bench then has no transfer record to tell a broken transfer from a
+    ``protocol``: "http" or "ftp" (default: the slot's, else "http"). ``url``: fetch
+    from there instead of serving the package (the bench then has no transfer record to tell a broken transfer from a
     module's fault). ``server``: the station's running :class:`fotabench.PackageServer`
     (default: one of its own on 127.0.0.1 for the run). ``expect_version``: the
     version the module must run afterwards (default: any other than before).
@@ -505,6 +505,9 @@ class Upgrade:
         # power and boot
         self._phase(run, "power")
         if not self._answers():
+            # An old boot's announcement still queued must not pass for this boot's.
+            while d.modem.next_line(0) is not None:
+                pass
             if d.can_power:
                 self._emit("power", detail="on (VBAT, then PWRKEY >= 1 s)")
                 try:
@@ -531,8 +534,9 @@ class Upgrade:
         if dia.at:
             ident = d.identity(t.command)
             self._identity = {"imei": ident.imei, "model": ident.model or d.model}
-        self._emit("log", extra={"model": self._identity["model"], "imei": self._identity["imei"],
-                          "version": run.version_before})
+        self._emit("log", extra={"model": self._identity["model"],
+                                 "imei": self._identity["imei"],
+                                 "version": run.version_before})
         # attach
         if dia.at:
             self._phase(run, "attach")
