@@ -35,6 +35,15 @@ def agents(tmp_path_factory):
     return {"v1": v1, "v2": v2, "v2big": big}
 
 
+def luhn_ok(digits: str) -> bool:
+    """The IMEI check digit (Luhn), written here from its definition."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return total % 10 == 0
+
+
 class Events:
     """Collects every BenchEvent (the bus is what progress, records and plugin see)."""
 
@@ -63,7 +72,8 @@ def test_upgrade_passes(agents, protocol, tmp_path):
     assert r.outcome == "pass", r.reason
     assert (r.check, r.cause) == (None, None)
     assert (r.version_before, r.version_after) == ("1.0.0", "2.0.0")
-    assert r.model == "M66" and r.imei is None  # the virtual module has no AT+GSN yet
+    assert r.model == "M66" and r.imei == dut.vm.imei     # AT+CGMM, AT+GSN
+    assert len(r.imei) == 15 and luhn_ok(r.imei)
     names = r.state_names
     assert names[0] == "UP_START" and names[-1] == "UP_SYSTEM_REBOOT"
     assert ("UP_GET_FILE_OK" in names) == (protocol == "ftp")
@@ -341,3 +351,23 @@ def test_slot_server_fault_is_scoped_to_the_module(agents):
     assert r.states[-1].state == "UP_UPGRADFAILED"       # the module's MD5 check caught it
     assert len(body) == r.package_size
     assert [x.faults for x in srv.records if x.module == "other"] == [[]]
+
+
+def test_another_model_and_a_package_for_the_wrong_model(tmp_path):
+    # An MC60 slot: the board runs an MC60, the app image is packaged for the MC60;
+    # an M66 package on that slot is refused by the bench before anything is sent.
+    v1 = build_app("1.0.0", tmp_path / "mc60_v1.bin", model="MC60")
+    v2 = build_app("2.0.0", tmp_path / "mc60_v2.bin", model="MC60")
+    m66 = Package.build(build_app("2.0.0", tmp_path / "m66_v2.bin"), tmp_path / "m66.bin")
+    slot = SlotSpec("mc1", model="MC60", protocol="ftp",
+                    virtual=VirtualSpec(app=str(v1), boot_timing="fast", link_rate="unlimited"))
+    with Dut.from_slot(slot) as dut:
+        assert dut.vm.model == "MC60"
+        wrong = Upgrade(dut, m66.path, timeouts=FAST, events=EventBus()).run()
+        r = Upgrade(dut, v2, timeouts=FAST, events=EventBus()).run()
+    assert wrong.outcome == "error" and wrong.cause == "package", wrong.reason
+    assert "package for M66" in wrong.reason and "MC60" in wrong.reason
+    assert wrong.transfers == () and wrong.states == ()
+    assert r.outcome == "pass", r.reason
+    assert r.protocol == "ftp" and r.model == "MC60"     # the slot's protocol and model
+    assert (r.version_before, r.version_after) == ("1.0.0", "2.0.0")

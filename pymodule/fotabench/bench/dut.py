@@ -5,7 +5,7 @@ opencpu-fota.md section 9)::
     >>> with Dut.from_slot(SlotSpec("s1", virtual=VirtualSpec(boot_timing="fast"))) as dut:
     ...     dut.power_on(); dut.wait_ready()                          # doctest: +SKIP
     ...     dut.identity()                                            # doctest: +SKIP
-    Identity(imei=None, model='M66', version='1.0.0', build='...')
+    Identity(imei='86...', model='M66', version='1.0.0', build='...')
 
 Lines are logical, by role: PWRKEY 1 = pressed, RESET 1 = reset held, VBAT 1 = supply
 on, WDI read only. ``LineSpec.active_low`` says how the slot is wired (the bench drives
@@ -71,8 +71,8 @@ class PowerEvent:
 
 @dataclass(frozen=True)
 class Identity:
-    """Who the module is. ``imei`` None when the module does not answer ``AT+GSN``
-    (the virtual module does not yet); ``model`` from ``AT+CGMM``, else ``ATI``."""
+    """Who the module is: ``imei`` from ``AT+GSN``, ``model`` from ``AT+CGMM`` (else
+    ``ATI``), the running app's version. A field the module does not answer is None."""
 
     imei: Optional[str]
     model: Optional[str]
@@ -98,12 +98,15 @@ def firmware_dir() -> Path:
 
 
 def build_agent(version: str, out: PathLike, pad: int = 0,
-                firmware: Optional[PathLike] = None) -> Path:
-    """The bench agent for the virtual module as an M66 app image
-    (``make -C firmware sim VERSION=... OUT=...``; SANITIZE=1 in the ASan pass)."""
+                firmware: Optional[PathLike] = None, model: Optional[str] = None) -> Path:
+    """The bench agent for the virtual module as an app image for ``model`` (M66 by
+    default) (``make -C firmware sim VERSION=... OUT=... MODEL=...``; SANITIZE=1 in the
+    ASan pass)."""
     fw = Path(firmware) if firmware is not None else firmware_dir()
     cmd = ["make", "-s", "-C", str(fw), "sim", f"VERSION={version}",
            f"OUT={os.fspath(out)}", f"PAD={pad}"]
+    if model:
+        cmd.append(f"MODEL={model}")
     if os.environ.get("FOTABENCH_SANITIZE") == "1":
         cmd.append("SANITIZE=1")
     r = subprocess.run(cmd, env=_tool_env(), capture_output=True, text=True)
@@ -116,17 +119,17 @@ def build_agent(version: str, out: PathLike, pad: int = 0,
 _bundled_lock = threading.Lock()
 
 
-def bundled_agent(version: str = "1.0.0") -> Path:
+def bundled_agent(version: str = "1.0.0", model: str = "M66") -> Path:
     """The agent image a virtual slot starts on when its VirtualSpec names no app
-    (built once per checkout into firmware/build/agents/)."""
+    (built once per checkout and model into firmware/build/agents/)."""
     # The ASan pass builds the agent with ASan too: it must not share the cache.
     sub = "agents-asan" if os.environ.get("FOTABENCH_SANITIZE") == "1" else "agents"
-    out = firmware_dir() / "build" / sub / f"agent_{version}.bin"
+    out = firmware_dir() / "build" / sub / f"agent_{model}_{version}.bin"
     with _bundled_lock:
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_suffix(f".tmp{os.getpid()}")
-            build_agent(version, tmp)
+            build_agent(version, tmp, model=model)
             os.replace(tmp, out)
     return out
 
@@ -238,7 +241,7 @@ class Dut:
     def _virtual(cls, slot: SlotSpec, spec: VirtualSpec, timeline: Optional[Timeline],
                  log: Optional[Path], state_dir: Optional[PathLike]) -> "Dut":
         from ..sim import VirtualModule  # the board program is only needed here
-        app = Path(spec.app) if spec.app else bundled_agent("1.0.0")
+        app = Path(spec.app) if spec.app else bundled_agent("1.0.0", slot.model)
         # Short path: pty and socket paths must fit sun_path.
         tmp = None
         if state_dir is None:
@@ -248,7 +251,8 @@ class Dut:
             state = Path(state_dir)
         owned: list[Any] = []
         try:
-            vm = VirtualModule(app, state, power=False, boot_timing=spec.boot_timing,
+            vm = VirtualModule(app, state, power=False, model=slot.model,
+                               boot_timing=spec.boot_timing,
                                link_rate=spec.link_rate, latency_ms=spec.latency_ms,
                                **board_fault_options(spec.faults))
             try:
@@ -278,12 +282,13 @@ class Dut:
 
     @classmethod
     def virtual(cls, app: Optional[PathLike] = None, *, name: str = "vdut",
-                boot_timing: str = "fast", link_rate: Optional[Union[int, str]] = "unlimited",
+                model: str = "M66", boot_timing: str = "fast",
+                link_rate: Optional[Union[int, str]] = "unlimited",
                 timeline: Optional[Timeline] = None, **spec: Any) -> "Dut":
         """A virtual module in one call (fast boot and an unlimited link by default)."""
         vs = VirtualSpec(app=None if app is None else os.fspath(app), boot_timing=boot_timing,
                          link_rate=link_rate, **spec)
-        return cls.from_slot(SlotSpec(name, virtual=vs), timeline=timeline)
+        return cls.from_slot(SlotSpec(name, model=model, virtual=vs), timeline=timeline)
 
     # -- lines and power ------------------------------------------------------------------
     def line(self, role: str) -> GpioLine:
@@ -365,7 +370,7 @@ class Dut:
 
     def identity(self, timeout: float = 10.0) -> Identity:
         """IMEI (``AT+GSN``), model (``AT+CGMM``, else ``ATI``), version. Fields the
-        module does not answer are None (the virtual module has no AT+GSN yet)."""
+        module does not answer are None."""
         imei = model = None
         r = self.modem.command("AT+GSN", timeout, check=False)
         if r.ok:
