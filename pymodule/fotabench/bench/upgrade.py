@@ -418,7 +418,7 @@ class Upgrade:
             if tmp is not None:
                 import shutil
                 shutil.rmtree(tmp, ignore_errors=True)
-        return self._result(attempts, runs[-1], start_ns, start_wall)
+        return self._result(attempts, runs, start_ns, start_wall)
 
     __call__ = run
 
@@ -882,9 +882,11 @@ class Upgrade:
                        run.watchdog_result, transfers, power, run.version_before,
                        run.version_after, tuple(run.phases))
 
-    def _result(self, attempts: list[Attempt], run: "_Run", start_ns: int,
+    def _result(self, attempts: list[Attempt], runs: list["_Run"], start_ns: int,
                 start_wall: float) -> UpgradeResult:
-        last = attempts[-1]
+        last, run = attempts[-1], runs[-1]
+        # "before" is what the module ran before the first attempt that could tell
+        first = next((r for r in runs if r.version_before), run)
         end_ns = now_ns()
         logs: dict[str, str] = {}
         uart_log = self.dut.modem.port.log_path
@@ -896,12 +898,11 @@ class Upgrade:
             self.timeline.write_jsonl(p)
             logs["timeline"] = str(p)
         pkg = self._pkg or {}
-        first_before = next((a.version_before for a in attempts if a.version_before), None)
         return UpgradeResult(
             outcome=last.outcome, check=last.check, cause=last.cause, reason=last.reason,
             slot=self.dut.name, model=self._identity.get("model") or self.dut.model,
             imei=self._identity.get("imei"),
-            version_before=first_before, build_before=run.build_before,
+            version_before=first.version_before, build_before=first.build_before,
             version_after=run.version_after, build_after=run.build_after,
             expected_version=self.expect_version,
             package=str(self.source), package_size=pkg.get("size"),
