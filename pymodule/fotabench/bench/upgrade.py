@@ -458,9 +458,14 @@ class Upgrade:
         except FotabenchError as e:
             raise _error("package", f"{self.source} is neither a FOTA package nor an app "
                                     f"image: {e}") from e
-        if pkg.model and self.dut.model and pkg.model.upper() != self.dut.model.upper():
-            raise _error("package", f"{self.source} is a package for {pkg.model}, this slot "
-                                    f"holds a {self.dut.model}")
+        # Models sharing a load address are all candidates: refuse only a package
+        # none of whose candidates is the slot's model.
+        cands = tuple(pkg.candidates) or ((pkg.model,) if pkg.model else ())
+        if cands and self.dut.model and self.dut.model.upper() not in {
+                c.upper() for c in cands}:
+            raise _error("package", f"{self.source} is a package for "
+                                    f"{' or '.join(cands)}, this slot holds a "
+                                    f"{self.dut.model}")
         note = ""
         if not pkg.ok:
             # Served anyway: a bench may test that modules refuse a bad package. The
