@@ -108,6 +108,9 @@ class Attempt:
     version_before: Optional[str] = None
     version_after: Optional[str] = None
     phases: tuple[tuple[str, int], ...] = ()
+    started_utc: str = ""
+    ended_utc: str = ""
+    url: Optional[str] = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -117,7 +120,8 @@ class Attempt:
 
 
 def _utc(t: float) -> str:
-    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).isoformat(timespec="milliseconds")
+    """Wall clock UTC as records write it (docs/records.md): 2026-11-30T05:02:19.123456Z."""
+    return _dt.datetime.fromtimestamp(t, _dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,7 @@ class Upgrade:
         self._pkg: Optional[dict[str, Any]] = None
         self._identity: dict[str, Optional[str]] = {"imei": None, "model": dut.model}
         self._served_total = 0
+        self._wall_offset = 0.0
 
     # -- injected faults ---------------------------------------------------------------------
     def _parse_faults(self, specs: Sequence[str]) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -352,6 +357,7 @@ class Upgrade:
         """Run the upgrade (with retries of errors); never raises for an outcome:
         bench failures become an ``error`` result (Ctrl-C still interrupts)."""
         start_ns, start_wall = now_ns(), time.time()
+        self._wall_offset = start_wall - start_ns / 1e9   # bench clock -> wall clock
         self._pkg = None            # a second run() packages again (the first one's
         self._identity = {"imei": None, "model": self.dut.model}   # copy is gone)
         self._served_total = 0
@@ -885,7 +891,9 @@ class Upgrade:
                        run.start_ns, run.end_ns, tuple(run.states),
                        None if run.grammar is None else run.grammar.to_dict(),
                        run.watchdog_result, transfers, power, run.version_before,
-                       run.version_after, tuple(run.phases))
+                       run.version_after, tuple(run.phases),
+                       _utc(self._wall_offset + run.start_ns / 1e9),
+                       _utc(self._wall_offset + run.end_ns / 1e9), run.url)
 
     def _result(self, attempts: list[Attempt], runs: list["_Run"], start_ns: int,
                 start_wall: float) -> UpgradeResult:
