@@ -54,6 +54,12 @@ _LAZY = {
     "Fault": "server", "PackageServer": "server", "RequestRecord": "server",
     "Record": "records", "RecordError": "records", "Recorder": "records", "Run": "records",
     "RunWriter": "records", "open_database": "records",
+    "Dut": "bench.dut", "Identity": "bench.dut",
+    "Upgrade": "bench.upgrade", "UpgradeResult": "bench.upgrade",
+    "RetryPolicy": "bench.upgrade", "StateSeen": "bench.upgrade",
+    "Dialect": "bench.dialect", "StatePattern": "bench.dialect",
+    "BenchEvent": "bench.events", "EventBus": "bench.events",
+    "check_states": "bench.grammar", "grammar_for": "bench.grammar",
 }
 
 if TYPE_CHECKING:
@@ -70,6 +76,11 @@ if TYPE_CHECKING:
     from .sim import VirtualModule
     from .timeline import Event, Timeline, now_ns
     from .watchdog import WatchdogMonitor, WatchdogResult
+    from .bench.dialect import Dialect, StatePattern
+    from .bench.dut import Dut, Identity
+    from .bench.events import BenchEvent, EventBus
+    from .bench.grammar import check_states, grammar_for
+    from .bench.upgrade import RetryPolicy, StateSeen, Upgrade, UpgradeResult
 
 
 def __getattr__(name: str) -> object:
@@ -141,4 +152,16 @@ __all__ = [
     "Run",
     "RunWriter",
     "open_database",
+    "BenchEvent",
+    "Dialect",
+    "Dut",
+    "EventBus",
+    "Identity",
+    "RetryPolicy",
+    "StatePattern",
+    "StateSeen",
+    "Upgrade",
+    "UpgradeResult",
+    "check_states",
+    "grammar_for",
 ]
