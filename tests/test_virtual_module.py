@@ -437,7 +437,9 @@ def test_http_no_data_timeout(images, state_dir, http, where):
         assert req["sent"] == 0 and ("UP_GETTING_FILE", 0) not in states
     silent = (req["client_closed_ns"] - req["stalled_ns"]) / 1e9
     assert timeout - 0.05 <= silent <= timeout + 0.5, silent
-    assert 0 <= (t_failed - req["client_closed_ns"]) / 1e9 < 1.0
+    # The failure line and the close come from one give-up; which of the two the test
+    # sees first depends on scheduling (the close came 0.44 s later once under load).
+    assert abs(t_failed - req["client_closed_ns"]) / 1e9 < 1.0
 
 
 def test_url_rules(images, state_dir):
