@@ -802,7 +802,10 @@ def test_default_connect_latency_is_the_traces_042_s(images, state_dir, http):
             t0 = u.history[-1][0]
             u.expect(r"^\+FBSTATE: UP_CONNECTED,0$", 10)
             t1 = u.history[-1][0]
-            assert 0.42 <= (t1 - t0) / 1e9 < 0.42 + 0.5, (t1 - t0) / 1e9
+            # Both times are when this reader saw the line: a late read of the first
+            # shortens the interval by its lag (0.4178 s seen under load). 0.40 still
+            # tells 0.42 from the old 0.30.
+            assert 0.40 <= (t1 - t0) / 1e9 < 0.42 + 0.5, (t1 - t0) / 1e9
             collect_states(u)
 
 
