@@ -61,6 +61,10 @@ fb_status link_write(fb_flash_link *l, const void *data, size_t n, fb_error *err
     if (st != FB_OK)
         return st;
     l->res->tx_bytes += n;
+    /* The port's buffer takes the bytes at once; the module has them only at the line
+     * rate: answers are awaited from then on. */
+    int64_t now = fb_now_ns();
+    l->line_free_ns = (l->line_free_ns > now ? l->line_free_ns : now) + line_ns;
     if (l->cfg->trace)
         l->cfg->trace(l->cfg->ctx, FB_FLASH_TRACE_TX, data, n, fb_now_ns());
     return FB_OK;
@@ -75,6 +79,8 @@ fb_status link_read_some(fb_flash_link *l, uint8_t *buf, size_t n, int64_t timeo
                          size_t *got, fb_error *err)
 {
     int64_t deadline = deadline_after(timeout_ns);
+    if (l->line_free_ns > fb_now_ns() && deadline != INT64_MAX)
+        deadline += l->line_free_ns - fb_now_ns();
     *got = 0;
     while (*got < n) {
         if (cancelled(l))
@@ -327,7 +333,7 @@ fb_status fb_flasher_flash(fb_flasher *fl, const uint8_t *image, size_t n,
     fb_flash_result local;
     fb_flash_result *res = result ? result : &local;
     memset(res, 0, sizeof *res);
-    fb_flash_link l = {fl->port, &fl->cfg, res, 115200};
+    fb_flash_link l = {fl->port, &fl->cfg, res, 115200, 0};
     int64_t t0 = fb_now_ns();
     /* The image first: nothing goes on the wire for a file that could not boot. */
     fb_app_info app;

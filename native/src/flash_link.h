@@ -13,6 +13,7 @@ typedef struct fb_flash_link {
     const fb_flash_config *cfg;
     fb_flash_result *res;
     int baud; /* the port's current rate */
+    int64_t line_free_ns; /* when the bytes written so far have crossed the line */
 } fb_flash_link;
 
 /* Write all bytes (traced). */

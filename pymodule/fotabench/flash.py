@@ -126,8 +126,9 @@ class Flasher:
                  answer_timeout: float = 3.0, max_resends: int = 3,
                  log: str | os.PathLike[str] | None = None):
         self.da = da_path(da)
-        if not os.path.isfile(self.da):
-            raise _core.FileError(f"{self.da}: no such file; {DA_MISSING}")
+        # The agent file is read and checked before the port is touched: a wrong file is
+        # said before the operator powers anything.
+        self.da_info = da_inspect(self.da)
         self.timeline = timeline
         self.source = source
         self.handshake_timeout = handshake_timeout
