@@ -19,14 +19,15 @@ def cmd_flash(args) -> None:
         raise _core.ImageError(f"{args.image}: {failed[0].name}: {failed[0].detail}")
     with open(args.image, "rb") as f:
         data = f.read()
-    last = {"phase": "", "shown": -1.0}
+    last_phase = [""]
+    last_shown = [-1.0]
 
     def progress(phase: str, done: int, total: int) -> None:
         if args.quiet:
             return
         pct = 100.0 * done / total if total else 100.0
-        if phase != last["phase"] or pct >= last["shown"] + 5 or done == total:
-            last["phase"], last["shown"] = phase, pct
+        if phase != last_phase[0] or pct >= last_shown[0] + 5 or done == total:
+            last_phase[0], last_shown[0] = phase, pct
             print(f"{phase:<7} {pct:5.1f}% ({done}/{total})", file=sys.stderr)
 
     with Flasher(args.port, da=args.da, handshake_timeout=args.handshake_timeout) as fl:
