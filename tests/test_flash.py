@@ -130,9 +130,11 @@ def test_mt2503_module_and_a_wrong_model(apps, da_file, state_dir):
             assert not (state_dir / "app.bin").exists()  # nothing was written
             vm.cut_power()
             vm.set_line("PWRKEY", 1)
-            t = power_up_in_download_mode(vm)
-            r = f.flash(apps["MC60"], baud=460800)
-            t.join()
+
+            def station_power_up():  # what a station with GPIO wiring does
+                vm.set_line("VBAT", 1)
+                vm.set_line("PWRKEY", 0)
+            r = f.flash(apps["MC60"], baud=460800, power_up=station_power_up)
         assert (r.chip, r.model, r.baud, r.address) == ("MT2503", "MC60", 460800, 0x102DB000)
         wait_ready(u, "1.0.0", timeout=20)
         assert any("MC60" in l for l in u.command("ATI"))
@@ -231,7 +233,7 @@ def test_ctrl_c_mid_flash_ends_it_promptly(apps, da_file, state_dir):
                 f.flash(apps["M66"], baud=115200, progress=progress)
             ended = time.monotonic()
             t.join()
-    assert sent and ended - sent[0] < 1.0
+    assert sent and ended - sent[0] < 2.0  # the cancel poll runs every 50 ms; load margin
     errors = timeline.events(kind="flash.error")
     assert len(errors) == 1 and errors[0].data["status"] == "FB_ERR_CANCELLED"
     assert len(timeline.events(kind="flash.done")) == 0

@@ -23,7 +23,7 @@
 
 #define WINDOW_MS 150
 #define UNIT 4096u          /* erase unit of the NOR model */
-#define PACKET_GAP_MS 50    /* silence inside a packet: the agent gives up on it (A5) */
+#define PACKET_GAP_MS 250   /* silence inside a packet: the agent gives up on it (A5) */
 
 struct uart {
     int fd;

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from dataclasses import dataclass
 from typing import IO, Callable, Union
 
@@ -146,8 +147,13 @@ class Flasher:
 
     def flash(self, image: ImageArg, *, verify: bool = False, baud: int = 921600,
               reset: bool = True, progress: ProgressFn | None = None,
-              trace: TraceFn | bool | None = None) -> FlashResult:
+              trace: TraceFn | bool | None = None,
+              power_up: Callable[[], object] | None = None) -> FlashResult:
         """Check the image, wait for the BootROM, flash, and (``reset``) boot it.
+
+        ``power_up`` (a station with GPIO wiring: VBAT on with PWRKEY held low) is called
+        on its own thread once the handshake has begun; without it the operator powers
+        the module.
 
         ``progress(phase, done, total)`` per agent chunk, erase unit, packet and
         read-back packet; ``trace(direction, data, t_ns)`` for every byte on the wire
@@ -158,12 +164,23 @@ class Flasher:
             trace = trace_printer()
         elif trace is False:
             trace = None
-        raw = _core.flash(
-            self._port._core, self.da, data, baud=baud, verify=verify, reset=reset,
-            handshake_timeout=self.handshake_timeout, answer_timeout=self.answer_timeout,
-            max_resends=self.max_resends,
-            timeline=None if self.timeline is None else self.timeline._core,
-            source=self.source, progress=progress, trace=trace)
+        helper = None
+        if power_up is not None:
+            helper = threading.Timer(0.05, power_up)  # after the first A0s went out
+            helper.daemon = True
+            helper.start()
+        try:
+            raw = _core.flash(
+                self._port._core, self.da, data, baud=baud, verify=verify, reset=reset,
+                handshake_timeout=self.handshake_timeout, answer_timeout=self.answer_timeout,
+                max_resends=self.max_resends,
+                timeline=None if self.timeline is None else self.timeline._core,
+                source=self.source, progress=progress, trace=trace)
+        finally:
+            if helper is not None:
+                helper.cancel()
+                if helper.is_alive():
+                    helper.join()
         return FlashResult(**raw)
 
     def close(self) -> None:
