@@ -260,7 +260,7 @@ def test_cli_flash_with_trace(apps, da_file, state_dir):
 
 def test_cli_bad_input_one_line(apps, da_file, tmp_path):
     env_free = run_cli("flash", str(apps["M66"]), "--port", "/dev/null")
-    assert env_free.returncode == 1
+    assert env_free.returncode == 2  # a usage error: no agent given
     assert "MTK_AllInOne_DA.bin" in env_free.stderr and "QFlash" in env_free.stderr
     assert "Traceback" not in env_free.stderr
     wrong = tmp_path / "wrong_da.bin"

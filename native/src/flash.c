@@ -40,7 +40,7 @@ static int64_t deadline_after(int64_t ns)
 
 static int cancelled(fb_flash_link *l)
 {
-    return l->cfg->cancel && l->cfg->cancel(l->cfg->ctx);
+    return l->cfg->cancel.stop && l->cfg->cancel.stop(l->cfg->cancel.ctx);
 }
 
 static fb_status cancel_error(fb_error *err)
@@ -214,6 +214,18 @@ void fb_flasher_free(fb_flasher *fl)
     free(fl);
 }
 
+/* "MC60/MC20": the named candidates at the image's load address. */
+static void candidate_names(const fb_app_info *app, char *out, size_t cap)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i < app->n_candidates; i++) {
+        if (!app->candidates[i]->name)
+            continue;
+        size_t used = strlen(out);
+        snprintf(out + used, cap - used, "%s%s", used ? "/" : "", app->candidates[i]->name);
+    }
+}
+
 static void phase(fb_flash_link *l, const char *name)
 {
     link_event(l, "flash.phase", "{\"phase\":\"%s\"}", name);
@@ -253,13 +265,25 @@ static fb_status session(fb_flasher *fl, fb_flash_link *l, const uint8_t *image,
                             "chip id 0x%04X (at 0xA01C0108) is not an MT6261 (0x35C0) or MT2503 "
                             "(0x3600, 0x7640): this is not an M66/M26/MC60/MC60E module",
                             res->hw_id);
-    if (!fb_chip_has_model(res->chip, app->model->name))
+    /* The image's model: the candidates at its load address (MC60 and MC20 share one)
+     * that are built on this chip. Rows without a model name cannot be judged: taken
+     * on the image's word when they are all there is. */
+    const fb_model *on_chip = NULL;
+    char names[96];
+    candidate_names(app, names, sizeof names);
+    for (size_t i = 0; !on_chip && i < app->n_candidates; i++) {
+        const fb_model *c = app->candidates[i];
+        if (c->name && fb_chip_has_model(res->chip, c->name))
+            on_chip = c;
+    }
+    if (names[0] && !on_chip)
         return fb_error_set(err, FB_ERR_MODEL,
                             "the image is for %s (load address 0x%08X) but the module is an %s "
                             "(%s%s%s): take the app built for this module",
-                            app->model->name, app->load_address, res->chip->name,
-                            res->chip->models[0], res->chip->models[1] ? "/" : "",
+                            names, app->load_address, res->chip->name, res->chip->models[0],
+                            res->chip->models[1] ? "/" : "",
                             res->chip->models[1] ? res->chip->models[1] : "");
+    res->model = on_chip;
     st = brom_write16(l, WDT_ADDR, WDT_OFF, err);
     if (st == FB_OK)
         st = brom_target_config(l, &res->target_config, err);
@@ -344,12 +368,13 @@ fb_status fb_flasher_flash(fb_flasher *fl, const uint8_t *image, size_t n,
     if (st == FB_OK && n > 0x00FFFFFFu)
         st = fb_error_set(e, FB_ERR_IMAGE, "the image is too large for a module's flash");
     if (st == FB_OK) {
-        res->model = app.model;
         res->address = app.load_address;
         res->length = (uint32_t)n;
-        link_event(&l, "flash.start", "{\"model\":\"%s\",\"address\":\"0x%08X\",\"length\":%zu,"
-                   "\"baud\":%d,\"verify\":%d}", app.model->name, app.load_address, n,
-                   fl->cfg.baud, fl->cfg.verify);
+        char names[96];
+        candidate_names(&app, names, sizeof names);
+        link_event(&l, "flash.start", "{\"models\":\"%s\",\"address\":\"0x%08X\",\"length\":%zu,"
+                   "\"baud\":%d,\"verify\":%d}",
+                   names, app.load_address, n, fl->cfg.baud, fl->cfg.verify);
         st = session(fl, &l, image, n, &app, e);
     }
     res->total_ns = fb_now_ns() - t0;

@@ -552,7 +552,8 @@ static void flash_with(run *r, const fb_da_file *da, const uint8_t *img, size_t 
     cfg->timeline = tl;
     cfg->trace = on_trace;
     cfg->progress = on_progress;
-    cfg->cancel = on_cancel;
+    cfg->cancel.stop = on_cancel;
+    cfg->cancel.ctx = &r->cb;
     cfg->ctx = &r->cb;
     fb_flasher *fl = port ? fb_flasher_new(port, da, cfg, &r->err) : NULL;
     r->st = fl ? fb_flasher_flash(fl, img, n, &r->res, &r->err) : FB_ERR_IO;

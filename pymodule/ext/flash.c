@@ -232,7 +232,8 @@ static PyObject *py_flash(PyObject *module, PyObject *args, PyObject *kwargs)
         ctx.trace = trace;
     cfg.progress = on_progress;
     cfg.trace = on_trace;
-    cfg.cancel = on_cancel;
+    cfg.cancel.stop = on_cancel;
+    cfg.cancel.ctx = &ctx;
     cfg.ctx = &ctx;
     fb_error err;
     Py_BEGIN_ALLOW_THREADS

@@ -13,8 +13,8 @@
  *
  * One fb_flasher per port and session. It does not own the port or the DA file: both
  * must outlive it. Every byte on the wire can go to a trace callback, every phase and
- * progress step goes on the timeline, and a cancel callback polled at least every
- * 50 ms ends a session promptly (FB_ERR_CANCELLED). */
+ * progress step goes on the timeline, and an fb_cancel polled at least every 50 ms
+ * ends a session promptly (FB_ERR_CANCELLED). */
 #ifndef FOTABENCH_FLASH_H
 #define FOTABENCH_FLASH_H
 
@@ -147,8 +147,6 @@ typedef void (*fb_flash_trace_fn)(void *ctx, int direction, const uint8_t *data,
  * non-zero to cancel. */
 typedef int (*fb_flash_progress_fn)(void *ctx, const char *phase, uint64_t done,
                                     uint64_t total);
-/* Polled at least every 50 ms while waiting; non-zero cancels. */
-typedef int (*fb_flash_cancel_fn)(void *ctx);
 
 typedef struct fb_flash_config {
     int baud;                     /* DA speed: 921600 (default), 460800, 230400, 115200 */
@@ -162,15 +160,15 @@ typedef struct fb_flash_config {
     const char *source;           /* timeline source; default "flash" */
     fb_flash_trace_fn trace;
     fb_flash_progress_fn progress;
-    fb_flash_cancel_fn cancel;
-    void *ctx; /* for the three callbacks */
+    void *ctx;         /* for trace and progress */
+    fb_cancel cancel;  /* polled at least every 50 ms while waiting (error.h) */
 } fb_flash_config;
 
 void fb_flash_config_init(fb_flash_config *cfg);
 
 typedef struct fb_flash_result {
     const fb_chip *chip;
-    const fb_model *model;   /* the image's model */
+    const fb_model *model;   /* the image's model on this chip (NULL: its address names none) */
     uint16_t hw_id;
     uint8_t brom_version;
     uint32_t target_config;
