@@ -348,7 +348,8 @@ fb_status da_verify(fb_flash_link *l, uint32_t start, const uint8_t *data, uint3
             break;
         uint16_t sum = (uint16_t)(pkt[n] << 8 | pkt[n + 1]);
         if (sum != fb_da_sum16(pkt, n))
-            /* Corrupted on the way back: ask for it again (bounded like writes). */
+            /* Corrupted on the way back: the flash itself may be right, but a verify
+             * that cannot read it cleanly has not verified it. */
             st = fb_error_set(err, FB_ERR_CHECKSUM, "read-back packet at offset 0x%X arrived "
                               "with a bad sum: the line corrupts bytes; flash again with a "
                               "lower --baud", off);
