@@ -34,8 +34,7 @@ void fb_flash_config_init(fb_flash_config *cfg)
 
 static int64_t deadline_after(int64_t ns)
 {
-    int64_t now = fb_now_ns();
-    return ns >= INT64_MAX - now ? INT64_MAX : now + ns;
+    return fb_deadline_in(ns); /* the one rule: FB_DEADLINE_NEVER stays never */
 }
 
 static int cancelled(fb_flash_link *l)
@@ -79,7 +78,7 @@ fb_status link_read_some(fb_flash_link *l, uint8_t *buf, size_t n, int64_t timeo
                          size_t *got, fb_error *err)
 {
     int64_t deadline = deadline_after(timeout_ns);
-    if (l->line_free_ns > fb_now_ns() && deadline != INT64_MAX)
+    if (l->line_free_ns > fb_now_ns() && deadline != FB_DEADLINE_NEVER)
         deadline += l->line_free_ns - fb_now_ns();
     *got = 0;
     while (*got < n) {

@@ -199,7 +199,7 @@ static PyObject *py_flash(PyObject *module, PyObject *args, PyObject *kwargs)
     fb_da_file *da = NULL;
     fb_flash_config cfg;
     fb_flash_config_init(&cfg);
-    long long hs_ns;
+    int64_t hs_ns;
     flash_ctx ctx = {NULL, NULL, NULL, NULL, NULL};
     SerialObject *port = NULL;
     if (!PyObject_TypeCheck(port_obj, (PyTypeObject *)st->serial_type)) {
@@ -207,7 +207,7 @@ static PyObject *py_flash(PyObject *module, PyObject *args, PyObject *kwargs)
         goto out;
     }
     port = (SerialObject *)port_obj;
-    if (core_timeout_arg(hs, "handshake_timeout", &hs_ns) < 0)
+    if (core_timeout_arg(module, hs, "handshake_timeout", &hs_ns) < 0)
         goto out;
     if (!(answer_timeout > 0) || answer_timeout > 3600) {
         PyErr_SetString(PyExc_ValueError, "answer_timeout must be in (0, 3600] s");
@@ -220,7 +220,7 @@ static PyObject *py_flash(PyObject *module, PyObject *args, PyObject *kwargs)
     cfg.baud = baud;
     cfg.verify = verify;
     cfg.reset = reset;
-    cfg.handshake_timeout_ns = hs_ns < 0 ? INT64_MAX : hs_ns;
+    cfg.handshake_timeout_ns = hs_ns; /* None: FB_DEADLINE_NEVER, the one rule */
     cfg.answer_timeout_ns = (int64_t)(answer_timeout * 1e9);
     cfg.max_resends = max_resends;
     cfg.source = source;

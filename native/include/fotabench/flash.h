@@ -152,8 +152,8 @@ typedef struct fb_flash_config {
     int baud;                     /* DA speed: 921600 (default), 460800, 230400, 115200 */
     int verify;                   /* read the region back and compare; default 0 */
     int reset;                    /* finish with a reset (boot the app); default 1 */
-    int64_t handshake_timeout_ns; /* how long to send A0; default 60 s; FB_DEADLINE_NEVER-like
-                                     INT64_MAX waits for ever */
+    int64_t handshake_timeout_ns; /* how long to send A0; default 60 s; FB_DEADLINE_NEVER
+                                     (clock.h) waits for ever, 0 tries once */
     int64_t answer_timeout_ns;    /* each answer of the module; default 3 s */
     int max_resends;              /* per packet before giving up; default 3 */
     fb_timeline *timeline;        /* optional; must outlive the flasher */
