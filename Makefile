@@ -91,6 +91,7 @@ bench: test-deps build
 	$(PY) bench/perf/md5_throughput.py
 	$(PY) bench/perf/servers.py
 	$(PY) bench/perf/records.py
+	$(PY) bench/perf/flash.py
 
 FUZZ_SECONDS ?= 60
 fuzz: test-deps

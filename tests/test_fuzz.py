@@ -25,7 +25,8 @@ from tool_env import tool_env
 ROOT = Path(__file__).resolve().parent.parent
 NATIVE = ROOT / "native"
 FUZZ_BIN = NATIVE / "build" / "fuzz"
-TARGETS = ["fuzz_appimage", "fuzz_package", "fuzz_url", "fuzz_at", "fuzz_vline"]
+TARGETS = ["fuzz_appimage", "fuzz_package", "fuzz_url", "fuzz_at", "fuzz_vline", "fuzz_dafile",
+           "fuzz_flash_answers"]
 SECONDS = 20
 TAIL_LINES = 60
 

@@ -129,6 +129,7 @@ static void module_spawn(void)
     /* bytes sent while the module was off are lost, like on a real UART */
     tcflush(s_uart_master[0], TCIFLUSH);
     tcflush(s_uart_master[1], TCIFLUSH);
+    g_cfg.pwrkey_low_at_power_up = !s_level[L_PWRKEY]; /* download mode (brom.c) */
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -547,7 +548,12 @@ static void usage(FILE *f)
           "                        or also the header (CRC, lengths) and the app against the model\n"
           "  --ftp-short-url refuse|accept  FTP URL without :port or @user:password: a decode\n"
           "                        failure (default) or the note's defaults (21, anonymous)\n"
-          "  --imei DIGITS         the module's IMEI (AT+GSN); default: kept in the state directory\n",
+          "  --imei DIGITS         the module's IMEI (AT+GSN); default: kept in the state directory\n"
+          "  --blank               erase the app area first (a module to flash over UART)\n"
+          "  --download pwrkey|always  the BootROM's ~150 ms handshake window at power-up with\n"
+          "                        PWRKEY held low (default), or at every power-up\n"
+          "  --line-fault flip|drop:FIRST:COUNT  UART1 flips a bit in (or drops a byte of) the\n"
+          "                        download agent's write packets FIRST..FIRST+COUNT-1\n",
           f);
 }
 
@@ -563,7 +569,10 @@ int main(int argc, char **argv)
         {"reflash", no_argument, 0, 'R'},            {"help", no_argument, 0, 'H'},
         {"model", required_argument, 0, 'm'},        {"package-check", required_argument, 0, 'k'},
         {"ftp-short-url", required_argument, 0, 'u'}, {"imei", required_argument, 0, 'i'},
+        {"download", required_argument, 0, 'D'},     {"line-fault", required_argument, 0, 'L'},
+        {"blank", no_argument, 0, 'B'},
         {0, 0, 0, 0}};
+    int blank = 0;
     const char *app = NULL, *state = NULL, *imei = NULL;
     double flash_rate = -1;
     g_cfg.model = sim_model_find("M66");
@@ -626,6 +635,23 @@ int main(int argc, char **argv)
             g_cfg.ftp_short_url = !strcmp(optarg, "accept") ? FTP_SHORT_ACCEPT : FTP_SHORT_REFUSE;
             break;
         case 'i': imei = optarg; break;
+        case 'D':
+            if (strcmp(optarg, "pwrkey") && strcmp(optarg, "always"))
+                goto bad;
+            g_cfg.download_always = !strcmp(optarg, "always");
+            break;
+        case 'L': {
+            char kind[8];
+            int st = 0, cnt = 0;
+            if (sscanf(optarg, "%7[a-z]:%d:%d", kind, &st, &cnt) != 3 || st < 0 || cnt < 1 ||
+                (strcmp(kind, "flip") && strcmp(kind, "drop")))
+                goto bad;
+            g_cfg.line_fault = !strcmp(kind, "flip") ? LINE_FAULT_FLIP : LINE_FAULT_DROP;
+            g_cfg.fault_start = st;
+            g_cfg.fault_count = cnt;
+            break;
+        }
+        case 'B': blank = 1; break;
         case 'H': usage(stdout); return 0;
         default: goto bad;
         }
@@ -649,8 +675,12 @@ int main(int argc, char **argv)
     }
     if (setup_imei(imei) != 0)
         return 1;
-    /* flash: the app area is written from --app only when empty (or --reflash) */
-    if (access("app.bin", F_OK) != 0 || g_cfg.reflash) {
+    /* flash: the app area is written from --app only when empty (or --reflash); --blank
+     * erases it (a module fresh from the factory, to be flashed over UART) */
+    if (blank) {
+        unlink("app.bin");
+        unlink("fota.flag");
+    } else if (access("app.bin", F_OK) != 0 || g_cfg.reflash) {
         if (!app) {
             fprintf(stderr, "fotabench-sim: error: the app area of %s is empty: give --app\n",
                     g_cfg.state);

@@ -909,6 +909,7 @@ void module_main(int uart1_fd, int uart2_fd, int ev_fd)
     pthread_create(&th, &attr, gpt_thread, NULL);
     module_debug("CORE: power on (fotabench virtual %s, %s)", g_cfg.model->name,
                  g_cfg.model->chip);
+    brom_power_up(uart1_fd, g_cfg.pwrkey_low_at_power_up); /* flashing over UART (brom.c) */
 
     sim_sleep_ms(sim_core_ms(1000)); /* core start-up until RDY: not published, guessed */
     boot_loader();

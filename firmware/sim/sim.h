@@ -66,7 +66,16 @@ struct sim_cfg {
     int package_check;      /* --package-check: PKG_CHECK_MD5 (default) or PKG_CHECK_FULL */
     int ftp_short_url;      /* --ftp-short-url: FTP_SHORT_REFUSE (default) or _ACCEPT */
     char imei[16];          /* --imei, else kept in the state directory's "imei" */
+    int download_always;    /* --download always: the BootROM listens at every power-up */
+    int line_fault;         /* --line-fault: LINE_FAULT_* on the agent's write packets */
+    int fault_start, fault_count; /* packets (0-based, every try counted) it hits */
+    int pwrkey_low_at_power_up; /* set by the board before each power-up */
 };
+enum { LINE_FAULT_NONE = 0, LINE_FAULT_FLIP = 1, LINE_FAULT_DROP = 2 };
+
+/* brom.c: the BootROM's handshake window at power-up, then its commands and the
+ * download agent (never returns once a handshake came). */
+void brom_power_up(int uart1_fd, int pwrkey_low);
 extern struct sim_cfg g_cfg;
 
 /* Events the module process sends to the board over a pipe (one write each). */

@@ -4,7 +4,7 @@
     python3 native/fuzz/make_corpus.py OUT
 
 writes OUT/fuzz_appimage/, OUT/fuzz_package/, OUT/fuzz_url/, OUT/fuzz_at/ and
-OUT/fuzz_vline/ (one directory per target, named after the binary in
+OUT/fuzz_vline/, OUT/fuzz_dafile/, OUT/fuzz_flash_answers/ (one directory per target, named after the binary in
 native/build/fuzz/), then e.g.
 
     native/build/fuzz/fuzz_url OUT/fuzz_url
@@ -228,6 +228,41 @@ def vline_seeds() -> dict[str, bytes]:
     return {f"l{i}": line.encode() for i, line in enumerate(lines)}
 
 
+def dafile_seeds() -> dict[str, bytes]:
+    """fuzz_dafile: DA files in mtkclient's legacy layout (docs/flashing.md), SYNTHETIC
+    agents written here from the documented fields, never a MediaTek binary."""
+    def dafile(entries):
+        head = bytearray(0x6C)
+        head[:18] = b"MTK_DOWNLOAD_AGENT"
+        head[0x20:0x20 + 9] = b"SYNTHETIC"
+        struct.pack_into("<III", head, 0x60, 4, 0x22668899, len(entries))
+        table = bytearray()
+        blobs = bytearray()
+        base = 0x6C + 0xDC * len(entries)
+        for hw, parts in entries:
+            e = bytearray(0xDC)
+            struct.pack_into("<10H", e, 0, 0xDADA, hw, 0, 0, 0, 0, 0x200, 0, 1, len(parts) + 1)
+            for r, (addr, data) in enumerate(parts, start=1):
+                struct.pack_into("<5I", e, 20 + 20 * r, base + len(blobs), len(data), addr, 0, 0)
+                blobs += data
+            table += e
+        return bytes(head + table + blobs)
+    good = dafile([(0x6261, [(0x70007000, bytes(range(256)) * 7), (0x10020000, b"\x55" * 900)]),
+                   (0x2503, [(0x70007000, b"\xAA" * 33)])])
+    return {"two_entries": good, "one_entry": dafile([(0x6261, [(0x70007000, b"A")])]),
+            "truncated": good[:-50], "header_only": good[:0x6C], "empty": b""}
+
+
+def flash_answer_seeds() -> dict[str, bytes]:
+    """fuzz_flash_answers: the agent's banner and its 40-byte flash report."""
+    info = bytearray(40)
+    info[4:8] = (0xEF6016).to_bytes(4, "big")
+    info[32:34] = b"\x5a\x5a"
+    info[39] = 0xC1
+    return {"banner": b"\xc0\x03\x02\x8e", "info": bytes(info),
+            "info_nonor": b"\x00\x00\x00\x01" + bytes(info[4:]), "short": b"\xc0"}
+
+
 def write(directory: Path, seeds: dict[str, bytes]) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     for name, data in seeds.items():
@@ -249,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
         "fuzz_url": write(args.out / "fuzz_url", urls),
         "fuzz_at": write(args.out / "fuzz_at", at_seeds()),
         "fuzz_vline": write(args.out / "fuzz_vline", vline_seeds()),
+        "fuzz_dafile": write(args.out / "fuzz_dafile", dafile_seeds()),
+        "fuzz_flash_answers": write(args.out / "fuzz_flash_answers", flash_answer_seeds()),
     }
     for target, n in counts.items():
         print(f"{args.out / target}: {n} seeds")

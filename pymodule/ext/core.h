@@ -138,5 +138,6 @@ extern PyMethodDef core_image_methods[];
 extern PyMethodDef core_package_methods[];
 extern PyMethodDef core_url_methods[];
 extern PyMethodDef core_wait_methods[];
+extern PyMethodDef core_flash_methods[];
 
 #endif

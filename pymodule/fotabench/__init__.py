@@ -51,6 +51,7 @@ _LAZY = {
     "Event": "timeline", "Timeline": "timeline", "now_ns": "timeline",
     "WatchdogMonitor": "watchdog", "WatchdogResult": "watchdog",
     "VirtualModule": "sim",
+    "Flasher": "flash", "FlashResult": "flash",
     "Fault": "server", "PackageServer": "server", "RequestRecord": "server",
     "Record": "records", "RecordError": "records", "Recorder": "records", "Run": "records",
     "RunWriter": "records", "open_database": "records",
@@ -74,6 +75,7 @@ if TYPE_CHECKING:
     from .server import Fault, PackageServer, RequestRecord
     from .records import Record, RecordError, Recorder, Run, RunWriter, open_database
     from .sim import VirtualModule
+    from .flash import Flasher, FlashResult
     from .timeline import Event, Timeline, now_ns
     from .watchdog import WatchdogMonitor, WatchdogResult
     from .bench.dialect import Dialect, StatePattern
@@ -115,6 +117,8 @@ __all__ = [
     "Event",
     "ExpectTimeout",
     "FileError",
+    "FlashResult",
+    "Flasher",
     "FotabenchError",
     "GpioChip",
     "GpioLine",

@@ -240,3 +240,40 @@ class WatchdogMonitor:
     def intervals(self) -> list[int]: ...
     def wait_stall(self, threshold_s: float, timeout: float | None = None, /) -> int | None: ...
     def close(self) -> None: ...
+
+# --- flashing over UART (ext/flash.c) ---------------------------------------------------
+class _FlashResult(TypedDict):
+    chip: str
+    model: str
+    hw_id: int
+    brom_version: int
+    target_config: int
+    me_id: str
+    da_version: str
+    baud: int
+    address: int
+    length: int
+    checksum: int
+    nor_id: int
+    packets: int
+    resends: int
+    erase_units: int
+    tx_bytes: int
+    rx_bytes: int
+    data_bytes: int
+    handshake_ns: int
+    agent_ns: int
+    erase_ns: int
+    write_ns: int
+    verify_ns: int
+    total_ns: int
+    verified: bool
+
+def flash(port: SerialPort, da: _Path, image: bytes, baud: int = 921600, verify: bool = False,
+          reset: bool = True, handshake_timeout: float | None = None,
+          answer_timeout: float = 3.0, max_resends: int = 3, timeline: Timeline | None = None,
+          source: str | None = None,
+          progress: Callable[[str, int, int], object] | None = None,
+          trace: Callable[[str, bytes, int], object] | None = None) -> _FlashResult: ...
+def da_inspect(path: _Path, /) -> dict[str, Any]: ...
+def flash_chips() -> list[tuple[str, int, int, tuple[str, ...]]]: ...

@@ -389,10 +389,15 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     add_report(sub)
 
 
+def _add_flash(sub: argparse._SubParsersAction) -> None:
+    from .cli_flash import add_parser
+    add_parser(sub)
+
+
 COMMANDS = {"app": _add_app, "package": _add_package, "inspect": _add_inspect, "md5": _add_md5,
             "url": _add_url, "models": _add_models, "serve": _add_serve, "sim": _add_sim,
             "station": _add_station, "runs": _add_runs, "record": _add_record,
-            "report": _add_report}
+            "report": _add_report, "flash": _add_flash}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -20,6 +20,7 @@ def cmd_sim(args) -> None:
         ftp_retry_ms=args.ftp_retry_ms, flash_rate=args.flash_rate,
         power=None if args.power is None else args.power == "on", reflash=args.reflash,
         model=args.model, package_check=args.package_check, ftp_short_url=args.ftp_short_url,
+        blank=args.blank, download=args.download, line_fault=args.line_fault,
         imei=args.imei)
     sys.stdout.flush()
     # The board prints the JSON line and runs until SIGTERM/SIGINT: become it.
@@ -67,4 +68,11 @@ def add_parser(subparsers) -> None:
     p.add_argument("--imei", default=None,
                    help="the module's IMEI for AT+GSN (15 digits, Luhn; default: kept in "
                         "the state directory)")
+    p.add_argument("--blank", action="store_true",
+                   help="erase the app area first (a module to flash over UART)")
+    p.add_argument("--download", choices=["pwrkey", "always"], default=None,
+                   help="BootROM handshake window at power-up with PWRKEY held low (default) "
+                        "or at every power-up")
+    p.add_argument("--line-fault", default=None, metavar="flip|drop:FIRST:COUNT",
+                   help="UART1 corrupts the download agent's write packets FIRST.. (COUNT)")
     p.set_defaults(func=cmd_sim)

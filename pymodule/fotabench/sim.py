@@ -93,7 +93,9 @@ def board_args(app: Optional[PathLike], state: PathLike, *, boot_timing: Optiona
                ftp_retry_ms: Optional[int] = None, flash_rate: Optional[float] = None,
                power: Optional[bool] = None, reflash: bool = False,
                model: Optional[str] = None, package_check: Optional[str] = None,
-               ftp_short_url: Optional[str] = None, imei: Optional[str] = None) -> list:
+               ftp_short_url: Optional[str] = None, imei: Optional[str] = None,
+               blank: bool = False, download: Optional[str] = None,
+               line_fault: Optional[str] = None) -> list:
     """Command-line options of the board program (None = its default). A value the
     board would refuse raises ArgumentError naming the option (the board itself only
     prints its usage), as does a state directory whose parent does not exist."""
@@ -137,6 +139,12 @@ def board_args(app: Optional[PathLike], state: PathLike, *, boot_timing: Optiona
         args += ["--ftp-short-url", ftp_short_url]
     if imei is not None:
         args += ["--imei", imei]
+    if blank:
+        args.append("--blank")
+    if download is not None:
+        args += ["--download", download]
+    if line_fault is not None:
+        args += ["--line-fault", line_fault]
     return args
 
 
