@@ -38,6 +38,7 @@ typedef struct vboard {
     int n_listing;
     int lost;
     char why[200];
+    char said[64];      /* the board's BYE: why it closes the connection */
     uint64_t bad_lines; /* malformed or unexpected lines from the board */
     fb_gpio *gpio;
 } vboard;
@@ -106,8 +107,8 @@ int fb_vline_parse(const char *s, size_t n, fb_vline *out)
     if (!next_word(&p, end, &w, &wn))
         return -1;
     uint64_t u;
-    if (word_is(w, wn, "ERR")) {
-        out->kind = FB_VLINE_ERR;
+    if (word_is(w, wn, "ERR") || word_is(w, wn, "BYE")) {
+        out->kind = word_is(w, wn, "ERR") ? FB_VLINE_ERR : FB_VLINE_BYE;
         while (p < end && *p == ' ')
             p++;
         size_t tn = (size_t)(end - p);
@@ -187,7 +188,9 @@ static void handle_line(vboard *b, const char *s, size_t n)
         return;
     }
     pthread_mutex_lock(&b->lock);
-    if (v.kind == FB_VLINE_LINE) {
+    if (v.kind == FB_VLINE_BYE) {
+        snprintf(b->said, sizeof b->said, "%s", v.name);
+    } else if (v.kind == FB_VLINE_LINE) {
         if (b->n_listing < MAX_BOARD_LINES)
             b->listing[b->n_listing++] = v;
     } else {
@@ -218,9 +221,16 @@ static void *reader_main(void *arg)
         if (r < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (r <= 0) {
-            char why[160];
-            snprintf(why, sizeof why, "the board closed gpio.sock (%s): did the virtual module "
-                     "exit?", r == 0 ? "end of file" : strerror(errno));
+            char why[160], said[sizeof b->said];
+            int e = errno;
+            pthread_mutex_lock(&b->lock);
+            snprintf(said, sizeof said, "%s", b->said);
+            pthread_mutex_unlock(&b->lock);
+            if (said[0]) /* e.g. "too many gpio.sock clients (limit N)" */
+                snprintf(why, sizeof why, "the board closed gpio.sock: %s", said);
+            else
+                snprintf(why, sizeof why, "the board closed gpio.sock (%s): did the virtual "
+                         "module exit?", r == 0 ? "end of file" : strerror(e));
             board_lost(b, why);
             break;
         }
