@@ -269,10 +269,20 @@ def test_many_gpio_clients_and_the_limit_named(app, state_dir, tmp_path):
                     c.request_input("STATUS")
                 finally:
                     c.close()
-            # one leaves, the next one is served
+            # one leaves, and once the board has seen it go the next one is served
             chips.pop().close()
-            chips.append(fotabench.GpioChip.virtual(vm.gpio))
-            assert chips[-1].request_input("STATUS").get() == 1
+            deadline = time.monotonic() + 10
+            while True:
+                chip = fotabench.GpioChip.virtual(vm.gpio)
+                try:
+                    line = chip.request_input("STATUS")
+                    break
+                except fotabench.ClosedError as e:
+                    chip.close()
+                    assert "too many" in str(e) and time.monotonic() < deadline
+                    time.sleep(0.02)
+            chips.append(chip)
+            assert line.get() == 1
         finally:
             for c in chips:
                 c.close()

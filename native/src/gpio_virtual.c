@@ -281,9 +281,18 @@ static fb_status request(vboard *b, const char *cmd, fb_vline *reply, fb_error *
     b->n_listing = 0;
     fb_status st = b->lost ? fb_error_set(err, FB_ERR_CLOSED, "%s", b->why) : FB_OK;
     pthread_mutex_unlock(&b->lock);
-    if (st == FB_OK)
-        st = write_all(b, cmd, strlen(cmd), err);
-    if (st == FB_OK) {
+    if (st == FB_OK && (st = write_all(b, cmd, strlen(cmd), err)) != FB_OK) {
+        /* The board closed first: its last line (a BYE naming why) and the end of file
+         * are the reader's to see, at once; its reason is better than EPIPE. */
+        int64_t deadline = fb_now_ns() + FB_NS_PER_S;
+        struct timespec ts = fb_ns_to_timespec(deadline);
+        pthread_mutex_lock(&b->lock);
+        while (!b->lost && fb_now_ns() < deadline)
+            pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+        if (b->lost)
+            st = fb_error_set(err, FB_ERR_CLOSED, "%s", b->why);
+        pthread_mutex_unlock(&b->lock);
+    } else if (st == FB_OK) {
         int64_t deadline = fb_now_ns() + REPLY_TIMEOUT_NS;
         struct timespec ts = fb_ns_to_timespec(deadline);
         pthread_mutex_lock(&b->lock);
