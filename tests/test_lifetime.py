@@ -182,6 +182,28 @@ def test_sigkilled_owner_stops_board_and_module(app, state_dir):
             wait_ready(uart, "1.0.0", timeout=20)
 
 
+def test_hangup_stops_the_board_cleanly(app, state_dir):
+    """A closed terminal (SIGHUP) stops `fotabench sim` as SIGTERM does: module killed,
+    gpio.sock removed, exit 0."""
+    board = subprocess.Popen([os.fspath(sim_binary()), *board_args(app, state_dir, **FAST)],
+                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                             env=_child_env())
+    module = 0
+    try:
+        info = json.loads(board.stdout.readline())
+        module = module_pid(info["pid"])
+        board.send_signal(signal.SIGHUP)
+        assert board.wait(10) == 0
+        assert wait_gone(module, 10)
+        assert not (state_dir / "gpio.sock").exists()
+    finally:
+        kill_quietly(module)
+        if board.poll() is None:
+            board.kill()
+        board.wait()
+        board.stdout.close()
+
+
 def test_dead_board_is_a_fotabench_error(app, state_dir):
     vm = VirtualModule(app, state_dir, **FAST).start()
     try:

@@ -7,7 +7,7 @@
  * RESET, STATUS), the external watchdog chip on WDI, and the flash (files in DIR). The
  * module itself is a child process forked at every power-on (module.c); cutting VBAT
  * SIGKILLs it, so the flash files keep exactly what was written. Prints one JSON line
- * when ready, then runs until SIGTERM or SIGINT (or, with --owner-fd, until its owner
+ * when ready, then runs until SIGTERM, SIGINT or SIGHUP (or, with --owner-fd, until its owner
  * dies). Nothing of it outlives the board: the module gets SIGKILL when the board dies
  * (PR_SET_PDEATHSIG). One board per state directory: DIR/board.lock is flock()ed. */
 #define _GNU_SOURCE
@@ -171,6 +171,7 @@ static void module_spawn(void)
                 close(s_clients[i].fd);
         signal(SIGCHLD, SIG_DFL);
         signal(SIGINT, SIG_IGN); /* the board handles Ctrl-C */
+        signal(SIGHUP, SIG_IGN); /* and a closed terminal */
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
@@ -866,6 +867,7 @@ int main(int argc, char **argv)
     sigaction(SIGCHLD, &sact, NULL);
     sigaction(SIGTERM, &sact, NULL);
     sigaction(SIGINT, &sact, NULL);
+    sigaction(SIGHUP, &sact, NULL); /* its terminal closed: stop cleanly, as on SIGTERM */
     signal(SIGPIPE, SIG_IGN);
 
     s_level[L_PWRKEY] = 1; /* released (active low) */
@@ -921,7 +923,7 @@ int main(int argc, char **argv)
             if (map[k] == -1) {
                 unsigned char sig;
                 while (read(s_sigpipe[0], &sig, 1) == 1) {
-                    if (sig == SIGTERM || sig == SIGINT) {
+                    if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
                         board_stop();
                         free(pf);
                         free(map);
