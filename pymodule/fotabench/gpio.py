@@ -196,7 +196,8 @@ class GpioChip:
 
     def request_output(self, line: str | int, *, initial: int | bool = 0,
                        active_low: bool = False, bias: Bias = "as-is") -> GpioLine:
-        """Request a line to drive, held until released or the chip closes."""
+        """Request a line to drive, held until released, the chip closes, or the
+        returned line is dropped (keep it for as long as the level must hold)."""
         return GpioLine(self._core.request(line, True, active_low, _BIAS[bias], bool(initial),
                                            False, 0), "output", self.timeline)
 
