@@ -182,6 +182,30 @@ def test_sigkilled_owner_stops_board_and_module(app, state_dir):
             wait_ready(uart, "1.0.0", timeout=20)
 
 
+def test_a_module_started_from_a_thread_outlives_the_thread(app, state_dir):
+    """The owner is the process, not the thread that started the board (PR_SET_PDEATHSIG
+    would fire when that thread ends): a VirtualModule made in a worker thread keeps
+    running after the thread has ended."""
+    import threading
+
+    box: list[VirtualModule] = []
+    worker = threading.Thread(target=lambda: box.append(VirtualModule(app, state_dir,
+                                                                      **FAST).start()))
+    worker.start()
+    worker.join(30)
+    assert box, "the worker did not start the virtual module"
+    vm = box[0]
+    try:
+        module = module_pid(vm.pid)
+        assert not wait_gone(vm.pid, 1.0) and not wait_gone(module, 0.1)
+        with Uart(vm.uart1) as uart:
+            wait_ready(uart, "1.0.0", timeout=20)
+            assert uart.command("AT") == ["OK"]
+        assert vm.running and children(vm.pid) == [module]
+    finally:
+        vm.stop()
+
+
 def test_hangup_stops_the_board_cleanly(app, state_dir):
     """A closed terminal (SIGHUP) stops `fotabench sim` as SIGTERM does: module killed,
     gpio.sock removed, exit 0."""
