@@ -419,7 +419,7 @@ static void client_read(struct client *c)
 
 /* ---- set-up ------------------------------------------------------------------------------ */
 
-/* The end, on SIGTERM/SIGINT or when the owner is gone: the module stops with the board,
+/* The end, on SIGTERM/SIGINT/SIGHUP or when the owner is gone: the module stops with it,
  * gpio.sock goes; the lock goes with the process. */
 static void board_stop(void)
 {
