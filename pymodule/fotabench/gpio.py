@@ -125,13 +125,16 @@ class GpioLine:
             self._core.set_edge_callback(None)
             return
 
+        # The callback must not hold this line (the line's core holds the callback: a
+        # cycle would keep the line and its threads until the cyclic GC runs).
+        errors, timeline, source = self._callback_errors, self.timeline, f"gpio:{self.name}"
+
         def call(v: int, t: int, s: int) -> None:
             edge = Edge(v, t, s)
             try:
                 fn(edge)
             except Exception as e:  # noqa: BLE001 - reported, see _callbacks.py
-                self._callback_errors.report(e, f"edge {edge}", self.timeline,
-                                             f"gpio:{self.name}")
+                errors.report(e, f"edge {edge}", timeline, source)
 
         self._core.set_edge_callback(call)
 
