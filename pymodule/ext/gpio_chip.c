@@ -138,7 +138,7 @@ static PyObject *chip_request(PyObject *op, PyObject *args, PyObject *kwargs)
         if (offset == -1 && PyErr_Occurred())
             return NULL;
         if (offset < 0)
-            return core_arg_error(PyType_GetModule(Py_TYPE(op)), "line offset must be >= 0, got %ld", offset);
+            return core_arg_error(PyType_GetModule(Py_TYPE(op)), "line offset must be >= 0, got %d", offset);
     }
     if (queue_max < 0)
         return core_arg_error(PyType_GetModule(Py_TYPE(op)), "queue_max must be >= 0");
