@@ -7,7 +7,9 @@
  * RESET, STATUS), the external watchdog chip on WDI, and the flash (files in DIR). The
  * module itself is a child process forked at every power-on (module.c); cutting VBAT
  * SIGKILLs it, so the flash files keep exactly what was written. Prints one JSON line
- * when ready, then runs until SIGTERM or SIGINT. */
+ * when ready, then runs until SIGTERM, SIGINT or SIGHUP (or, with --owner-fd, until its owner
+ * dies). Nothing of it outlives the board: the module gets SIGKILL when the board dies
+ * (PR_SET_PDEATHSIG). One board per state directory: DIR/board.lock is flock()ed. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +21,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -48,16 +53,24 @@ static int64_t s_last_wdi_ns;
 static int64_t s_reset_until; /* end of the watchdog chip's reset pulse */
 static unsigned long s_boots, s_wdt_resets;
 
-#define MAX_CLIENTS 32
+/* gpio.sock clients: a table grown on demand up to what the open-file limit allows
+ * (RLIMIT_NOFILE less a reserve for the board's own files); past that a client is told
+ * the limit and closed. */
+#define FD_RESERVE 64
 struct client {
     int fd;
     char in[512];
     size_t len;
     unsigned watch;
 };
-static struct client s_clients[MAX_CLIENTS];
+static struct client *s_clients;
+static int s_nclients, s_max_clients;
 static int s_listen = -1;
+static int s_lock_fd = -1, s_owner_fd = -1;
 static int s_sigpipe[2] = {-1, -1};
+static pid_t s_board_pid;
+#define MODULE_EXIT_ORPHAN 4 /* the board died while the module was being forked */
+#define EXIT_STATE_BUSY 3    /* another board holds the state directory */
 
 static void logf_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void logf_(const char *fmt, ...)
@@ -99,7 +112,7 @@ static void set_level(int line, int value, int64_t t_ns)
     char buf[128];
     snprintf(buf, sizeof(buf), "EDGE %s %d %lld %llu\n", s_line_names[line], value,
              (long long)t_ns, s_seq[line]);
-    for (int i = 0; i < MAX_CLIENTS; i++)
+    for (int i = 0; i < s_nclients; i++)
         if (s_clients[i].fd >= 0 && (s_clients[i].watch & (1u << line)))
             client_send(&s_clients[i], buf);
 }
@@ -139,17 +152,26 @@ static void module_spawn(void)
         return;
     }
     if (pid == 0) {
+        /* The module dies with the board, even when the board is SIGKILLed. The board
+         * forks from its only thread, so "the parent thread exits" is "the board exits";
+         * if it died before the prctl, getppid() is no longer the board. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != s_board_pid)
+            _exit(MODULE_EXIT_ORPHAN);
         close(p[0]);
         close(s_listen);
+        close(s_lock_fd); /* the board alone holds the state directory's lock */
+        if (s_owner_fd >= 0)
+            close(s_owner_fd);
         close(s_sigpipe[0]);
         close(s_sigpipe[1]);
         close(s_uart_slave[0]);
         close(s_uart_slave[1]);
-        for (int i = 0; i < MAX_CLIENTS; i++)
+        for (int i = 0; i < s_nclients; i++)
             if (s_clients[i].fd >= 0)
                 close(s_clients[i].fd);
         signal(SIGCHLD, SIG_DFL);
         signal(SIGINT, SIG_IGN); /* the board handles Ctrl-C */
+        signal(SIGHUP, SIG_IGN); /* and a closed terminal */
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
@@ -397,6 +419,23 @@ static void client_read(struct client *c)
 
 /* ---- set-up ------------------------------------------------------------------------------ */
 
+/* The end, on SIGTERM/SIGINT/SIGHUP or when the owner is gone: the module stops with it,
+ * gpio.sock goes; the lock goes with the process. */
+static void board_stop(void)
+{
+    module_kill();
+    while (waitpid(-1, NULL, 0) > 0)
+        ;
+    unlink("gpio.sock");
+    for (int i = 0; i < s_nclients; i++)
+        if (s_clients[i].fd >= 0)
+            close(s_clients[i].fd);
+    free(s_clients);
+    s_clients = NULL;
+    s_nclients = 0;
+    logf_("stopped");
+}
+
 static void on_signal(int sig)
 {
     unsigned char b = (unsigned char)sig;
@@ -526,6 +565,94 @@ static int setup_imei(const char *given)
     return 0;
 }
 
+/* One board per state directory: an exclusive flock() on DIR/board.lock, released by
+ * the kernel whenever the holder dies (SIGKILL included), so a stale file never blocks.
+ * The holder's pid is written in the file for the error of the next one. */
+static int lock_state(void)
+{
+    int fd = open("board.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        fprintf(stderr, "fotabench-sim: error: cannot open %s/board.lock: %s\n", g_cfg.state,
+                strerror(errno));
+        return 1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char buf[32] = "";
+        ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+        long holder = n > 0 ? strtol(buf, NULL, 10) : 0;
+        close(fd);
+        if (e != EWOULDBLOCK) {
+            fprintf(stderr, "fotabench-sim: error: cannot lock %s/board.lock: %s\n",
+                    g_cfg.state, strerror(e));
+            return 1;
+        }
+        if (holder > 0)
+            fprintf(stderr, "fotabench-sim: error: the state directory %s is in use by another "
+                    "board program (pid %ld): stop it or give another --state\n",
+                    g_cfg.state, holder);
+        else
+            fprintf(stderr, "fotabench-sim: error: the state directory %s is in use by another "
+                    "board program (starting up): stop it or give another --state\n",
+                    g_cfg.state);
+        return EXIT_STATE_BUSY;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n) {
+        fprintf(stderr, "fotabench-sim: error: cannot write %s/board.lock: %s\n", g_cfg.state,
+                strerror(errno));
+        close(fd);
+        return 1;
+    }
+    s_lock_fd = fd;
+    return 0;
+}
+
+/* A slot for a new gpio.sock client, growing the table; -1 past the limit. */
+static int client_slot(void)
+{
+    for (int i = 0; i < s_nclients; i++)
+        if (s_clients[i].fd < 0)
+            return i;
+    if (s_nclients >= s_max_clients)
+        return -1;
+    if (s_nclients % 16 == 0) {
+        struct client *t = realloc(s_clients, (size_t)(s_nclients + 16) * sizeof(*t));
+        if (!t)
+            return -1;
+        s_clients = t;
+    }
+    s_clients[s_nclients].fd = -1;
+    return s_nclients++;
+}
+
+static void client_accept(void)
+{
+    int fd = accept4(s_listen, NULL, NULL, SOCK_CLOEXEC);
+    if (fd < 0)
+        return;
+    int slot = client_slot();
+    if (slot < 0) {
+        char msg[64];
+        snprintf(msg, sizeof(msg), "BYE too many gpio.sock clients (limit %d)\n", s_max_clients);
+        struct client c = {.fd = fd};
+        logf_("gpio.sock client refused: %d clients already (the limit)", s_max_clients);
+        client_send(&c, msg);
+        if (c.fd >= 0) {
+            /* what it already sent is read, so it gets the line, not a reset */
+            char junk[512];
+            while (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) > 0)
+                ;
+            close(fd);
+        }
+        return;
+    }
+    s_clients[slot].fd = fd;
+    s_clients[slot].len = 0;
+    s_clients[slot].watch = 0;
+}
+
 static void usage(FILE *f)
 {
     fputs("usage: fotabench-sim --state DIR [--app APP.bin] [options]\n"
@@ -553,7 +680,9 @@ static void usage(FILE *f)
           "  --download pwrkey|always  the BootROM's ~150 ms handshake window at power-up with\n"
           "                        PWRKEY held low (default), or at every power-up\n"
           "  --line-fault flip|drop:FIRST:COUNT  UART1 flips a bit in (or drops a byte of) the\n"
-          "                        download agent's write packets FIRST..FIRST+COUNT-1\n",
+          "                        download agent's write packets FIRST..FIRST+COUNT-1\n"
+          "  --owner-fd N          stop when fd N (a pipe's read end) reaches end of file:\n"
+          "                        the process that holds its write end has died\n",
           f);
 }
 
@@ -571,6 +700,7 @@ int main(int argc, char **argv)
         {"ftp-short-url", required_argument, 0, 'u'}, {"imei", required_argument, 0, 'i'},
         {"download", required_argument, 0, 'D'},     {"line-fault", required_argument, 0, 'L'},
         {"blank", no_argument, 0, 'B'},
+        {"owner-fd", required_argument, 0, 'O'},
         {0, 0, 0, 0}};
     int blank = 0;
     const char *app = NULL, *state = NULL, *imei = NULL;
@@ -652,6 +782,14 @@ int main(int argc, char **argv)
             break;
         }
         case 'B': blank = 1; break;
+        case 'O': {
+            long fd = strtol(optarg, &end, 10);
+            if (*end || fd < 0 || fd > INT_MAX || fcntl((int)fd, F_GETFD) < 0)
+                goto bad;
+            s_owner_fd = (int)fd;
+            fcntl(s_owner_fd, F_SETFD, FD_CLOEXEC);
+            break;
+        }
         case 'H': usage(stdout); return 0;
         default: goto bad;
         }
@@ -673,6 +811,10 @@ int main(int argc, char **argv)
         fprintf(stderr, "fotabench-sim: error: %s: %s\n", g_cfg.state, strerror(errno));
         return 1;
     }
+    int locked = lock_state();
+    if (locked != 0)
+        return locked;
+    s_board_pid = getpid();
     if (setup_imei(imei) != 0)
         return 1;
     /* flash: the app area is written from --app only when empty (or --reflash); --blank
@@ -710,8 +852,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "fotabench-sim: error: gpio.sock: %s\n", strerror(errno));
         return 1;
     }
-    for (int i = 0; i < MAX_CLIENTS; i++)
-        s_clients[i].fd = -1;
+    struct rlimit nofile;
+    rlim_t fds = getrlimit(RLIMIT_NOFILE, &nofile) == 0 ? nofile.rlim_cur : 1024;
+    if (fds == RLIM_INFINITY || fds > 65536)
+        fds = 65536;
+    s_max_clients = fds > FD_RESERVE + 16 ? (int)(fds - FD_RESERVE) : 16;
     if (pipe(s_sigpipe) != 0)
         return 1;
     fcntl(s_sigpipe[0], F_SETFL, O_NONBLOCK);
@@ -722,6 +867,7 @@ int main(int argc, char **argv)
     sigaction(SIGCHLD, &sact, NULL);
     sigaction(SIGTERM, &sact, NULL);
     sigaction(SIGINT, &sact, NULL);
+    sigaction(SIGHUP, &sact, NULL); /* its terminal closed: stop cleanly, as on SIGTERM */
     signal(SIGPIPE, SIG_IGN);
 
     s_level[L_PWRKEY] = 1; /* released (active low) */
@@ -737,16 +883,33 @@ int main(int argc, char **argv)
            g_cfg.model->name, g_cfg.model->chip, g_cfg.imei);
     fflush(stdout);
 
+    struct pollfd *pf = NULL;
+    int *map = NULL, pf_cap = 0;
     for (;;) {
-        struct pollfd pf[3 + MAX_CLIENTS];
-        int map[3 + MAX_CLIENTS];
+        if (pf_cap < s_nclients + 4) {
+            pf_cap = s_nclients + 4;
+            struct pollfd *npf = realloc(pf, (size_t)pf_cap * sizeof(*pf));
+            if (npf)
+                pf = npf;
+            int *nmap = realloc(map, (size_t)pf_cap * sizeof(*map));
+            if (nmap)
+                map = nmap;
+            if (!npf || !nmap) {
+                logf_("out of memory");
+                board_stop();
+                return 1;
+            }
+        }
         int n = 0;
         pf[n].fd = s_sigpipe[0]; pf[n].events = POLLIN; map[n++] = -1;
+        if (s_owner_fd >= 0) {
+            pf[n].fd = s_owner_fd; pf[n].events = POLLIN; map[n++] = -4;
+        }
         pf[n].fd = s_listen; pf[n].events = POLLIN; map[n++] = -2;
         if (s_ev_fd >= 0) {
             pf[n].fd = s_ev_fd; pf[n].events = POLLIN; map[n++] = -3;
         }
-        for (int i = 0; i < MAX_CLIENTS; i++) {
+        for (int i = 0; i < s_nclients; i++) {
             if (s_clients[i].fd >= 0) {
                 pf[n].fd = s_clients[i].fd; pf[n].events = POLLIN; map[n++] = i;
             }
@@ -760,12 +923,10 @@ int main(int argc, char **argv)
             if (map[k] == -1) {
                 unsigned char sig;
                 while (read(s_sigpipe[0], &sig, 1) == 1) {
-                    if (sig == SIGTERM || sig == SIGINT) {
-                        module_kill();
-                        while (waitpid(-1, NULL, 0) > 0)
-                            ;
-                        unlink("gpio.sock");
-                        logf_("stopped");
+                    if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
+                        board_stop();
+                        free(pf);
+                        free(map);
                         return 0;
                     }
                 }
@@ -774,19 +935,16 @@ int main(int argc, char **argv)
                 while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
                     child_exited(pid, status);
             } else if (map[k] == -2) {
-                int fd = accept4(s_listen, NULL, NULL, SOCK_CLOEXEC);
-                if (fd >= 0) {
-                    int slot = -1;
-                    for (int i = 0; i < MAX_CLIENTS && slot < 0; i++)
-                        if (s_clients[i].fd < 0)
-                            slot = i;
-                    if (slot < 0) {
-                        close(fd);
-                    } else {
-                        s_clients[slot].fd = fd;
-                        s_clients[slot].len = 0;
-                        s_clients[slot].watch = 0;
-                    }
+                client_accept();
+            } else if (map[k] == -4) {
+                char junk[64];
+                ssize_t got = read(s_owner_fd, junk, sizeof(junk));
+                if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN)) {
+                    logf_("the owner's pipe (--owner-fd) closed: its process is gone");
+                    board_stop();
+                    free(pf);
+                    free(map);
+                    return 0;
                 }
             } else if (map[k] == -3) {
                 if (s_ev_fd >= 0)

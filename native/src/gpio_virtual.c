@@ -38,6 +38,7 @@ typedef struct vboard {
     int n_listing;
     int lost;
     char why[200];
+    char said[64];      /* the board's BYE: why it closes the connection */
     uint64_t bad_lines; /* malformed or unexpected lines from the board */
     fb_gpio *gpio;
 } vboard;
@@ -106,8 +107,8 @@ int fb_vline_parse(const char *s, size_t n, fb_vline *out)
     if (!next_word(&p, end, &w, &wn))
         return -1;
     uint64_t u;
-    if (word_is(w, wn, "ERR")) {
-        out->kind = FB_VLINE_ERR;
+    if (word_is(w, wn, "ERR") || word_is(w, wn, "BYE")) {
+        out->kind = word_is(w, wn, "ERR") ? FB_VLINE_ERR : FB_VLINE_BYE;
         while (p < end && *p == ' ')
             p++;
         size_t tn = (size_t)(end - p);
@@ -187,7 +188,9 @@ static void handle_line(vboard *b, const char *s, size_t n)
         return;
     }
     pthread_mutex_lock(&b->lock);
-    if (v.kind == FB_VLINE_LINE) {
+    if (v.kind == FB_VLINE_BYE) {
+        snprintf(b->said, sizeof b->said, "%s", v.name);
+    } else if (v.kind == FB_VLINE_LINE) {
         if (b->n_listing < MAX_BOARD_LINES)
             b->listing[b->n_listing++] = v;
     } else {
@@ -218,9 +221,16 @@ static void *reader_main(void *arg)
         if (r < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (r <= 0) {
-            char why[160];
-            snprintf(why, sizeof why, "the board closed gpio.sock (%s): did the virtual module "
-                     "exit?", r == 0 ? "end of file" : strerror(errno));
+            char why[160], said[sizeof b->said];
+            int e = errno;
+            pthread_mutex_lock(&b->lock);
+            snprintf(said, sizeof said, "%s", b->said);
+            pthread_mutex_unlock(&b->lock);
+            if (said[0]) /* e.g. "too many gpio.sock clients (limit N)" */
+                snprintf(why, sizeof why, "the board closed gpio.sock: %s", said);
+            else
+                snprintf(why, sizeof why, "the board closed gpio.sock (%s): did the virtual "
+                         "module exit?", r == 0 ? "end of file" : strerror(e));
             board_lost(b, why);
             break;
         }
@@ -271,9 +281,18 @@ static fb_status request(vboard *b, const char *cmd, fb_vline *reply, fb_error *
     b->n_listing = 0;
     fb_status st = b->lost ? fb_error_set(err, FB_ERR_CLOSED, "%s", b->why) : FB_OK;
     pthread_mutex_unlock(&b->lock);
-    if (st == FB_OK)
-        st = write_all(b, cmd, strlen(cmd), err);
-    if (st == FB_OK) {
+    if (st == FB_OK && (st = write_all(b, cmd, strlen(cmd), err)) != FB_OK) {
+        /* The board closed first: its last line (a BYE naming why) and the end of file
+         * are the reader's to see, at once; its reason is better than EPIPE. */
+        int64_t deadline = fb_now_ns() + FB_NS_PER_S;
+        struct timespec ts = fb_ns_to_timespec(deadline);
+        pthread_mutex_lock(&b->lock);
+        while (!b->lost && fb_now_ns() < deadline)
+            pthread_cond_timedwait(&b->cond, &b->lock, &ts);
+        if (b->lost)
+            st = fb_error_set(err, FB_ERR_CLOSED, "%s", b->why);
+        pthread_mutex_unlock(&b->lock);
+    } else if (st == FB_OK) {
         int64_t deadline = fb_now_ns() + REPLY_TIMEOUT_NS;
         struct timespec ts = fb_ns_to_timespec(deadline);
         pthread_mutex_lock(&b->lock);

@@ -31,6 +31,8 @@ static void test_parser(void)
     CHECK(v.kind == FB_VLINE_LINE && v.is_output && v.value == 1);
     CHECK_EQ_INT(fb_vline_parse("ERR no such line", 16, &v), 0);
     CHECK(v.kind == FB_VLINE_ERR && strcmp(v.name, "no such line") == 0);
+    CHECK_EQ_INT(fb_vline_parse("BYE too many clients (limit 9)", 30, &v), 0);
+    CHECK(v.kind == FB_VLINE_BYE && strcmp(v.name, "too many clients (limit 9)") == 0);
     const char *bad[] = {"", "OK", "OK x", "EDGE WDI 2 1 1", "EDGE WDI 1 1 0", "EDGE WDI 1 1",
                          "VAL WDI 1 99999999999999999999", "LINE X sideways 1", "OK 1 extra",
                          "HELLO", "EDGE \x01 1 1 1"};

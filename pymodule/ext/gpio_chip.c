@@ -53,11 +53,9 @@ static void close_chip(GpioChipObject *self)
     if (!self->gpio)
         return;
     /* Lines first: their monitors and callbacks stop before the C lines go. */
-    while (self->lines && PyList_GET_SIZE(self->lines) > 0) {
-        PyObject *l = Py_NewRef(PyList_GET_ITEM(self->lines, 0));
+    PyObject *l;
+    while ((l = core_weak_list_pop(self->lines)) != NULL) {
         core_gpio_line_detach((GpioLineObject *)l);
-        if (PyList_GET_SIZE(self->lines) > 0 && PyList_GET_ITEM(self->lines, 0) == l)
-            PySequence_DelItem(self->lines, 0);
         Py_DECREF(l);
     }
     fb_gpio *g = self->gpio;
@@ -140,7 +138,7 @@ static PyObject *chip_request(PyObject *op, PyObject *args, PyObject *kwargs)
         if (offset == -1 && PyErr_Occurred())
             return NULL;
         if (offset < 0)
-            return core_arg_error(PyType_GetModule(Py_TYPE(op)), "line offset must be >= 0, got %ld", offset);
+            return core_arg_error(PyType_GetModule(Py_TYPE(op)), "line offset must be >= 0, got %d", offset);
     }
     if (queue_max < 0)
         return core_arg_error(PyType_GetModule(Py_TYPE(op)), "queue_max must be >= 0");
@@ -163,7 +161,7 @@ static PyObject *chip_request(PyObject *op, PyObject *args, PyObject *kwargs)
     if (!l)
         return core_raise(module_of(op), &err);
     PyObject *obj = core_gpio_line_new(module_of(op), self, l);
-    if (!obj || PyList_Append(self->lines, obj) < 0) {
+    if (!obj || core_weak_list_add(self->lines, obj) < 0) {
         if (obj)
             core_gpio_line_detach((GpioLineObject *)obj);
         else {

@@ -85,11 +85,9 @@ void core_gpio_line_detach(GpioLineObject *self)
     if (!self->line)
         return;
     core_wait_idle(&self->closing, &self->inflight);
-    while (self->monitors && PyList_GET_SIZE(self->monitors) > 0) {
-        PyObject *m = Py_NewRef(PyList_GET_ITEM(self->monitors, 0));
+    PyObject *m;
+    while ((m = core_weak_list_pop(self->monitors)) != NULL) {
         core_watchdog_detach(m);
-        if (PyList_GET_SIZE(self->monitors) > 0 && PyList_GET_ITEM(self->monitors, 0) == m)
-            PySequence_DelItem(self->monitors, 0);
         Py_DECREF(m);
     }
     fb_gpio_line *l = self->line;
@@ -132,6 +130,8 @@ static int line_clear(PyObject *op)
     GpioLineObject *self = (GpioLineObject *)op;
     if (self->line && self->chip && self->chip->gpio)
         core_gpio_line_detach(self);
+    if (self->chip)
+        core_weak_list_remove(self->chip->lines, op);
     Py_CLEAR(self->edge_cb);
     Py_CLEAR(self->monitors);
     Py_CLEAR(self->chip);
@@ -142,6 +142,8 @@ static void line_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    if (((GpioLineObject *)op)->weakrefs)
+        PyObject_ClearWeakRefs(op);
     line_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -153,12 +155,7 @@ static PyObject *line_release(PyObject *op, PyObject *unused)
     GpioLineObject *self = (GpioLineObject *)op;
     if (self->line && self->chip->gpio) {
         core_gpio_line_detach(self);
-        PyObject *lines = self->chip->lines;
-        Py_ssize_t i = lines ? PySequence_Index(lines, op) : -1;
-        if (i >= 0)
-            PySequence_DelItem(lines, i);
-        else
-            PyErr_Clear();
+        core_weak_list_remove(self->chip->lines, op);
     }
     Py_RETURN_NONE;
 }
@@ -407,7 +404,13 @@ static PyMethodDef line_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef line_members[] = {
+    CORE_WEAKLIST_MEMBER(GpioLineObject),
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyType_Slot line_slots[] = {
+    {Py_tp_members, line_members},
     {Py_tp_doc, "A requested GPIO line (made by GpioChip.request). The Python API is "
                 "fotabench.GpioLine."},
     {Py_tp_dealloc, line_dealloc},

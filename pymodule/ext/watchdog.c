@@ -14,6 +14,7 @@ typedef struct {
     int live_attached;  /* listening to the line */
     int closing;
     int inflight;       /* calls in progress with the GIL released (close waits) */
+    PyObject *weakrefs; /* the line's reference to this monitor */
 } WatchdogObject;
 
 static PyObject *module_of(PyObject *self)
@@ -79,7 +80,7 @@ static PyObject *wd_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->w = w;
     if (lo) {
-        if (PyList_Append(lo->monitors, (PyObject *)self) < 0) {
+        if (core_weak_list_add(lo->monitors, (PyObject *)self) < 0) {
             Py_DECREF(self);
             return NULL;
         }
@@ -105,14 +106,7 @@ static void drop_from_line(WatchdogObject *self)
 {
     if (!self->line)
         return;
-    GpioLineObject *lo = (GpioLineObject *)self->line;
-    if (lo->monitors) {
-        Py_ssize_t i = PySequence_Index(lo->monitors, (PyObject *)self);
-        if (i >= 0)
-            PySequence_DelItem(lo->monitors, i);
-        else
-            PyErr_Clear();
-    }
+    core_weak_list_remove(((GpioLineObject *)self->line)->monitors, (PyObject *)self);
 }
 
 static void wd_close(WatchdogObject *self)
@@ -141,6 +135,7 @@ static int wd_clear(PyObject *op)
 {
     WatchdogObject *self = (WatchdogObject *)op;
     wd_close(self);
+    drop_from_line(self);
     Py_CLEAR(self->line);
     Py_CLEAR(self->timeline);
     return 0;
@@ -150,6 +145,8 @@ static void wd_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
+    if (((WatchdogObject *)op)->weakrefs)
+        PyObject_ClearWeakRefs(op);
     wd_clear(op);
     tp->tp_free(op);
     Py_DECREF(tp);
@@ -296,7 +293,13 @@ static PyMethodDef wd_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyMemberDef wd_members[] = {
+    CORE_WEAKLIST_MEMBER(WatchdogObject),
+    {NULL, 0, 0, 0, NULL},
+};
+
 static PyType_Slot wd_slots[] = {
+    {Py_tp_members, wd_members},
     {Py_tp_doc, "WatchdogMonitor(line=None, timeout=1.6, timeline=None, source=None, "
                 "start_ns=0)\n--\n\nThe C core's watchdog monitor. The Python API is "
                 "fotabench.WatchdogMonitor."},

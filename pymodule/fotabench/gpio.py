@@ -125,13 +125,16 @@ class GpioLine:
             self._core.set_edge_callback(None)
             return
 
+        # The callback must not hold this line (the line's core holds the callback: a
+        # cycle would keep the line and its threads until the cyclic GC runs).
+        errors, timeline, source = self._callback_errors, self.timeline, f"gpio:{self.name}"
+
         def call(v: int, t: int, s: int) -> None:
             edge = Edge(v, t, s)
             try:
                 fn(edge)
             except Exception as e:  # noqa: BLE001 - reported, see _callbacks.py
-                self._callback_errors.report(e, f"edge {edge}", self.timeline,
-                                             f"gpio:{self.name}")
+                errors.report(e, f"edge {edge}", timeline, source)
 
         self._core.set_edge_callback(call)
 
@@ -196,7 +199,8 @@ class GpioChip:
 
     def request_output(self, line: str | int, *, initial: int | bool = 0,
                        active_low: bool = False, bias: Bias = "as-is") -> GpioLine:
-        """Request a line to drive, held until released or the chip closes."""
+        """Request a line to drive, held until released, the chip closes, or the
+        returned line is dropped (keep it for as long as the level must hold)."""
         return GpioLine(self._core.request(line, True, active_low, _BIAS[bias], bool(initial),
                                            False, 0), "output", self.timeline)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +103,20 @@ class _Subscriber:
     active: bool = field(default=True)
 
 
+def _weak_dispatch(ref: weakref.ReferenceType[Modem]) -> Callable[[bytes, int], None]:
+    def dispatch(line: bytes, t_ns: int) -> None:
+        modem = ref()
+        if modem is not None:
+            modem._dispatch(line, t_ns)
+    return dispatch
+
+
+def _detach_engine(core: _core.SerialPort) -> None:
+    if not core.closed:
+        core.at_set_urc_callback(None)
+        core.at_detach()
+
+
 class Modem:
     """The AT engine on a port. ``Modem("/dev/pts/7")`` opens the port (keyword
     arguments go to :class:`SerialPort`) and closes it on close();
@@ -140,7 +155,11 @@ class Modem:
             self._core.at_attach(line_max, queue_max)
             for u in urcs:
                 self._core.at_add_urc(u)
-            self._core.at_set_urc_callback(self._dispatch)
+            # The port's engine must not own this Modem (a cycle would keep the port's
+            # threads alive until the cyclic GC): it calls back through a weak
+            # reference, and a dropped Modem detaches its engine.
+            self._core.at_set_urc_callback(_weak_dispatch(weakref.ref(self)))
+            self._release = weakref.finalize(self, _detach_engine, self._core)
         except BaseException:
             self.close()
             raise
@@ -275,6 +294,8 @@ class Modem:
         """Detach the engine (and close the port if this Modem opened it). Calls after
         it raise :class:`fotabench.ClosedError`."""
         self._closed = True
+        if hasattr(self, "_release"):
+            self._release.detach()
         if not self.port.closed:
             self._core.at_set_urc_callback(None)
             self._core.at_detach()

@@ -10,7 +10,10 @@ power helpers over its virtual lines (``gpio.sock``, docs/architecture.md)::
         vm.power_on()            # VBAT on, PWRKEY low 1.2 s
 
 The board process never outlives the object: ``stop()`` (SIGTERM, then SIGKILL) runs on
-exit from the ``with`` block and on any error while starting.
+exit from the ``with`` block and on any error while starting; if this process dies
+first, the board sees its pipe (``--owner-fd``) close and stops, and the module process
+dies with the board. One board per state directory (``board.lock``): a second one
+raises :class:`SimError` naming the holder's pid.
 """
 from __future__ import annotations
 
@@ -35,10 +38,22 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 
 class SimError(_core.FotabenchError, RuntimeError):
-    """The board program could not be started or did not answer (a FotabenchError, as
-    every error of fotabench; a RuntimeError too)."""
+    """The board program could not be started, did not answer, or is gone (a
+    FotabenchError, as every error of fotabench; a RuntimeError too)."""
 
     code_name = "SIM_ERROR"
+
+
+#: The board program's exit status when another board holds the state directory.
+EXIT_STATE_BUSY = 3
+
+
+def _lock_holder(state: Path) -> Optional[int]:
+    """The pid written in the state directory's board.lock, if any."""
+    try:
+        return int((state / "board.lock").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def sim_binary() -> Path:
@@ -172,6 +187,7 @@ class VirtualModule:
         self._sock: Optional[socket.socket] = None
         self._sock_buf = b""
         self._lock = threading.Lock()
+        self._owner_fd: Optional[int] = None  # write end of the board's --owner-fd pipe
 
     # -- life cycle ----------------------------------------------------------------
     def start(self) -> "VirtualModule":
@@ -179,12 +195,21 @@ class VirtualModule:
             raise SimError("already started")
         if not self.binary.exists():
             raise SimError(f"{self.binary} not found: build it with `make -C firmware sim`")
+        # The board stops when the read end of this pipe sees end of file: when stop()
+        # closes the write end, or when this process dies. (A process forked from this
+        # one without exec inherits the write end and keeps the board alive with it.)
+        owner_r, self._owner_fd = os.pipe()
         try:
-            self.proc = subprocess.Popen([os.fspath(self.binary), *self.args],
-                                         stdout=subprocess.PIPE, stderr=self._stderr,
-                                         stdin=subprocess.DEVNULL, env=_child_env())
+            self.proc = subprocess.Popen(
+                [os.fspath(self.binary), *self.args, "--owner-fd", str(owner_r)],
+                stdout=subprocess.PIPE, stderr=self._stderr, stdin=subprocess.DEVNULL,
+                env=_child_env(), pass_fds=(owner_r,))
         except OSError as e:
+            os.close(self._owner_fd)
+            self._owner_fd = None
             raise SimError(f"cannot start the board program {self.binary}: {e}") from e
+        finally:
+            os.close(owner_r)
         try:
             assert self.proc.stdout is not None
             fd = self.proc.stdout.fileno()
@@ -194,6 +219,16 @@ class VirtualModule:
             line = self.proc.stdout.readline() if ready else b""
             if not line:
                 code = self.proc.poll()
+                if code is None:
+                    try:
+                        code = self.proc.wait(1.0)
+                    except subprocess.TimeoutExpired:
+                        pass
+                if code == EXIT_STATE_BUSY:
+                    holder = _lock_holder(self.state)
+                    who = f"pid {holder}" if holder else "pid unknown"
+                    raise SimError(f"the state directory {self.state} is in use by another "
+                                   f"board program ({who}): stop it or use another directory")
                 raise SimError(f"board program gave no JSON line (exit {code})")
             try:
                 self.info = json.loads(line)
@@ -211,6 +246,9 @@ class VirtualModule:
             self._sock.close()
             self._sock = None
         proc, self.proc = self.proc, None
+        if self._owner_fd is not None:
+            os.close(self._owner_fd)
+            self._owner_fd = None
         if proc is None:
             return None
         if proc.poll() is None:
@@ -285,47 +323,75 @@ class VirtualModule:
         if self._sock is None:
             s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             path = self.gpio
-            if len(path.encode()) > 100:  # sun_path limit: go through the directory's fd
-                dfd = os.open(os.path.dirname(path), os.O_RDONLY)
-                try:
-                    s.connect(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
-                finally:
-                    os.close(dfd)
-            else:
-                s.connect(path)
+            try:
+                if len(path.encode()) > 100:  # sun_path limit: go through the directory's fd
+                    dfd = os.open(os.path.dirname(path), os.O_RDONLY)
+                    try:
+                        s.connect(f"/proc/self/fd/{dfd}/{os.path.basename(path)}")
+                    finally:
+                        os.close(dfd)
+                else:
+                    s.connect(path)
+            except BaseException:
+                s.close()
+                raise
             self._sock = s
             self._sock_buf = b""
         return self._sock
 
+    def _gone(self, what: str) -> SimError:
+        """The error for a board that stopped answering: gone, or what went wrong."""
+        proc = self.proc
+        code = None
+        if proc is not None:
+            try:
+                code = proc.wait(0.5)
+            except subprocess.TimeoutExpired:
+                pass
+        sock = self.info.get("gpio", "?") if self.info else "?"
+        if proc is None:  # not started here (or stopped): no exit status to tell
+            return SimError(f"gpio.sock {sock}: {what} (did the board program exit?)")
+        if code is not None:
+            how = f"killed by signal {-code}" if code < 0 else f"exit {code}"
+            return SimError(f"the board program (pid {proc.pid}) is gone ({how}): gpio.sock "
+                            f"{sock}: {what}")
+        return SimError(f"gpio.sock {sock} of the board program (pid {proc.pid}): {what}")
+
     def command(self, text: str, timeout: Optional[float] = 5.0) -> str:
         """Send one gpio.sock command; return its answer (EDGE events are skipped).
-        ``timeout``: the one rule (None for ever, negative or NaN refused)."""
+        ``timeout``: the one rule (None for ever, negative or NaN refused). A board that
+        is gone raises :class:`SimError` saying so."""
         ns = _core.timeout_ns(timeout, "timeout")
-        try:
-            return self._command(text, float("inf") if ns is None else ns / 1e9)
-        except OSError as e:  # refused, reset, broken pipe, socket timeout: say what
-            raise SimError(f"gpio.sock {self.info.get('gpio') if self.info else '?'}: "
-                           f"{e} (did the board program exit?)") from e
+        with self._lock:
+            try:
+                return self._command(text, float("inf") if ns is None else ns / 1e9)
+            except OSError as e:  # refused, reset, broken pipe: say what and why
+                if self._sock is not None:
+                    self._sock.close()
+                    self._sock = None
+                raise self._gone(e.strerror or str(e)) from e
 
     def _command(self, text: str, timeout: float) -> str:
-        with self._lock:
-            s = self._connect()
-            s.sendall(text.encode() + b"\n")
-            deadline = time.monotonic() + timeout
-            while True:
-                while b"\n" in self._sock_buf:
-                    line, self._sock_buf = self._sock_buf.split(b"\n", 1)
-                    word = line.split(b" ", 1)[0]
-                    if word in (b"OK", b"ERR", b"VAL"):
-                        return line.decode()
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise SimError(f"no answer to {text!r}")
-                s.settimeout(None if left == float("inf") else left)
+        s = self._connect()
+        s.sendall(text.encode() + b"\n")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\n" in self._sock_buf:
+                line, self._sock_buf = self._sock_buf.split(b"\n", 1)
+                word = line.split(b" ", 1)[0]
+                if word in (b"OK", b"ERR", b"VAL"):
+                    return line.decode()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SimError(f"no answer to {text!r} within {timeout} s")
+            s.settimeout(None if left == float("inf") else left)
+            try:
                 chunk = s.recv(4096)
-                if not chunk:
-                    raise SimError("gpio.sock closed")
-                self._sock_buf += chunk
+            except TimeoutError:
+                continue
+            if not chunk:
+                raise ConnectionResetError("gpio.sock closed")
+            self._sock_buf += chunk
 
     def set_line(self, name: str, value: int) -> int:
         """Drive an input line; returns the CLOCK_MONOTONIC ns it was applied at."""

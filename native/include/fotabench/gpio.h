@@ -94,17 +94,19 @@ void fb_gpio_line_get_stats(fb_gpio_line *line, fb_gpio_line_stats *out);
 
 /* Parse one line of the virtual line protocol (exposed for the fuzzer and tests).
  * Kinds: OK <t>, ERR <text>, VAL <line> <v> <t>, EDGE <line> <v> <t> <seq>,
- * LINE <name> <in|out> <v>. Returns 0 and fills out, or -1 for a malformed line. */
+ * LINE <name> <in|out> <v>, BYE <text> (the board closes the connection: why).
+ * Returns 0 and fills out, or -1 for a malformed line. */
 typedef enum fb_vline_kind {
     FB_VLINE_OK,
     FB_VLINE_ERR,
     FB_VLINE_VAL,
     FB_VLINE_EDGE,
-    FB_VLINE_LINE
+    FB_VLINE_LINE,
+    FB_VLINE_BYE
 } fb_vline_kind;
 typedef struct fb_vline {
     fb_vline_kind kind;
-    char name[64]; /* line name, or the ERR text (cut) */
+    char name[64]; /* line name, or the ERR / BYE text (cut) */
     int value;
     int is_output; /* LINE: "out" (a module output, the bench's input) */
     int64_t t_ns;
