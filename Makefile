@@ -11,6 +11,8 @@
 #   make fuzz       longer libFuzzer runs (FUZZ_SECONDS per target, default 60)
 #   make check-fresh  `make demo` and `make test` of this commit in a fresh Debian root
 #                   (mmdebstrap, chroot; root needed): the README on a clean machine
+#   make check-wheel  `pip wheel .` installed in a fresh venv outside the checkout, and a
+#                   virtual upgrade run from there
 
 PYTHON ?= python3
 VENV := .venv
@@ -27,7 +29,7 @@ SOURCES := setup.py pyproject.toml $(wildcard native/src/*.c native/src/*.h \
            native/include/fotabench/*.h pymodule/ext/*.c pymodule/ext/*.h)
 TEST_DEPS := pytest hypothesis mypy types-PyYAML types-jsonschema junitparser
 
-.PHONY: all build deps test-deps demo test test-asan bench fuzz clean check-fresh
+.PHONY: all build deps test-deps demo test test-asan bench fuzz clean check-fresh check-wheel
 all: build
 
 deps:
@@ -106,6 +108,11 @@ fuzz: test-deps
 # HEAD's commit, cloned into a minimal Debian root; CI=true is passed in when set.
 check-fresh:
 	bash .ci/check-fresh
+
+# The wheel alone is enough for virtual modules: built, installed in a fresh venv outside
+# the checkout, and a real virtual upgrade run from there (.ci/check-wheel).
+check-wheel: build
+	bash .ci/check-wheel
 
 clean:
 	rm -rf build native/build $(VENV) $(ASAN_VENV) pymodule/fotabench/*.so *.egg-info pymodule/*.egg-info
