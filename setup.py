@@ -104,4 +104,8 @@ setup(
     libraries=[core_lib],
     ext_modules=[ext],
     cmdclass={"build_py": build_py_firmware},
+    # The sanitized build has a build directory of its own: setuptools reuses objects by
+    # time stamp, not by flags, so a later `pip wheel .` would otherwise ship the ASan
+    # extension of `make test-asan` (and the other way round).
+    options={"build": {"build_base": "build/asan" if flag("FOTABENCH_SANITIZE") else "build"}},
 )
