@@ -12,6 +12,7 @@ import pytest
 
 import fotabench
 from fotabench import sim
+from tool_env import tool_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SANITIZE = os.environ.get("FOTABENCH_SANITIZE") == "1"
@@ -38,11 +39,14 @@ def test_board_program_unless_fotabench_sim(monkeypatch, tmp_path):
 @installed_only
 def test_installed_package_gives_its_bundled_images():
     images = sim.agent_images()
-    assert {("M66", "1.0.0"), ("M66", "2.0.0")} <= set(images), images
+    models = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "models"],
+                            capture_output=True, text=True, env=tool_env()).stdout.split()
+    assert "M66" in models
+    assert set(images) == {(m, v) for m in models for v in sim.AGENT_VERSIONS}, images
     assert sim.agent_image("2.0.0") == BUNDLE / "agent-M66-2.0.0.bin"
     assert fotabench.AppImage.open(sim.agent_image("1.0.0")).model == "M66"
     with pytest.raises(sim.SimError, match=r"no bundled agent image 3\.2\.1 for M66 "
-                                           r"\(this installation has: M66 1\.0\.0"):
+                                           r"\(this installation has: .*M66 1\.0\.0"):
         sim.agent_image("3.2.1")
 
 
@@ -55,6 +59,12 @@ def test_agent_image_is_built_in_a_checkout():
     # the version is the agent's own string, compiled in
     assert b"3.2.1" in path.read_bytes()
     assert b"3.2.1" not in sim.agent_image("1.0.0").read_bytes()
+
+
+@checkout_only
+def test_agent_image_for_another_model():
+    img = fotabench.AppImage.open(sim.agent_image("1.0.0", model="MC60"))
+    assert img.ok and img.model == "MC60"
 
 
 @checkout_only

@@ -48,8 +48,7 @@ def run(cmd, cwd, timeout=900) -> subprocess.CompletedProcess:
 
 def firmware_models() -> list[str]:
     """MODELS from firmware/Makefile, read with make itself."""
-    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "--eval",
-                        "print-models: ; @echo $(MODELS)", "print-models"],
+    r = subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "models"],
                        capture_output=True, text=True, env=tool_env(), timeout=60)
     assert r.returncode == 0, r.stderr
     return r.stdout.split()

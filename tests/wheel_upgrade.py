@@ -22,7 +22,7 @@ from fotabench import Modem, Package, PackageServer
 from fotabench.sim import AGENT_VERSIONS, VirtualModule, agent_image, agent_images, sim_binary
 
 
-def check_installed() -> Path:
+def check_installed() -> list[str]:
     """Everything comes from the installed package, nothing from a source tree."""
     pkg = Path(fotabench.__file__).resolve().parent
     assert "site-packages" in pkg.parts, f"fotabench imported from {pkg}, not an installed copy"
@@ -37,14 +37,16 @@ def check_installed() -> Path:
             assert (m, v) in images, f"bundled images lack {m} {v}: {sorted(images)}"
     print(f"installed: {pkg}; board program {binary.name}; agent images "
           f"{', '.join(f'{m} {v}' for m, v in sorted(images))}")
-    return pkg
+    return models
 
 
-def check_cli(work: Path) -> None:
-    """`fotabench sim --agent 1.0.0` starts a virtual module: its JSON line names the ptys."""
+def check_cli(work: Path, model: str) -> None:
+    """`fotabench sim --agent 1.0.0 --model M` starts a virtual module of that model with the
+    bundled image built for it: its JSON line names the ptys and the model, and the agent
+    boots on it (+FBREADY "1.0.0": the module's boot accepted the image for its model)."""
     exe = Path(sys.executable).parent / "fotabench"
-    proc = subprocess.Popen([os.fspath(exe), "sim", "--agent", "1.0.0", "--state",
-                             os.fspath(work / "cli"), "--boot-timing", "fast"],
+    proc = subprocess.Popen([os.fspath(exe), "sim", "--agent", "1.0.0", "--model", model,
+                             "--state", os.fspath(work / f"cli-{model}"), "--boot-timing", "fast"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
@@ -52,10 +54,15 @@ def check_cli(work: Path) -> None:
                      f"{proc.stderr.read() if proc.stderr and proc.poll() is not None else ''}"
         info = json.loads(line)
         assert info["uart1"].startswith("/dev/pts/"), info
+        assert info.get("model", model) == model, info
+        with Modem(info["uart1"], name=f"cli-{model}") as modem:
+            modem.add_urc("+FBREADY")
+            ready = modem.expect("+FBREADY:", timeout=60)
+            assert '"1.0.0"' in ready.line, ready.line
     finally:
         proc.terminate()
         proc.wait(10)
-    print(f"fotabench sim --agent 1.0.0: uart1 {info['uart1']}, exit {proc.returncode}")
+    print(f"fotabench sim --agent 1.0.0 --model {model}: {ready.line}, exit {proc.returncode}")
 
 
 def upgrade(work: Path) -> None:
@@ -83,10 +90,11 @@ def upgrade(work: Path) -> None:
 
 
 def main() -> int:
-    check_installed()
+    models = check_installed()
     work = Path(tempfile.mkdtemp(prefix="fbwheel"))  # short: pty and socket paths
     try:
-        check_cli(work)
+        for model in models:
+            check_cli(work, model)
         upgrade(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)

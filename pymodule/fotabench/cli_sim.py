@@ -19,7 +19,7 @@ def cmd_sim(args) -> None:
             print("fotabench: error: give --app or --agent, not both", file=sys.stderr)
             raise SystemExit(2)
         try:
-            app = os.fspath(agent_image(args.agent, args.model))
+            app = os.fspath(agent_image(args.agent, args.model or "M66"))  # the module's model
         except SimError as exc:
             print(f"fotabench: error: {exc}", file=sys.stderr)
             raise SystemExit(1)
@@ -46,9 +46,9 @@ def add_parser(subparsers) -> None:
                     "The state directory keeps the module's flash between runs.")
     p.add_argument("--app", help="app image (flashed when the state's app area is empty)")
     p.add_argument("--agent", metavar="VERSION",
-                   help="flash fotabench's bench agent of this version instead of --app (an "
-                        "installed package carries 1.0.0 and 2.0.0; a checkout builds any)")
-    p.add_argument("--model", default="M66", help="the agent image's model (default M66)")
+                   help="flash fotabench's bench agent of this version (for --model) instead "
+                        "of --app (an installed package carries 1.0.0 and 2.0.0 of every "
+                        "model; a checkout builds any)")
     p.add_argument("--state", required=True, help="state directory (the module's flash)")
     p.add_argument("--boot-timing", choices=["real", "fast"], default=None,
                    help="core delays as on a module (default) or divided by 100")
