@@ -9,6 +9,10 @@
 #   make test-asan  the same with the C core and extension under ASan + UBSan
 #   make bench      benchmarks in bench/perf/ (prints figures)
 #   make fuzz       longer libFuzzer runs (FUZZ_SECONDS per target, default 60)
+#   make check-fresh  `make demo` and `make test` of this commit in a fresh Debian root
+#                   (mmdebstrap, chroot; root needed): the README on a clean machine
+#   make check-wheel  `pip wheel .` installed in a fresh venv outside the checkout, and a
+#                   virtual upgrade run from there
 
 PYTHON ?= python3
 VENV := .venv
@@ -25,7 +29,7 @@ SOURCES := setup.py pyproject.toml $(wildcard native/src/*.c native/src/*.h \
            native/include/fotabench/*.h pymodule/ext/*.c pymodule/ext/*.h)
 TEST_DEPS := pytest hypothesis mypy types-PyYAML types-jsonschema junitparser
 
-.PHONY: all build deps test-deps demo test test-asan bench fuzz clean
+.PHONY: all build deps test-deps demo test test-asan bench fuzz clean check-fresh check-wheel
 all: build
 
 deps:
@@ -99,6 +103,16 @@ fuzz: test-deps
 	@for f in native/build/fuzz/*; do \
 	  echo "== $$f ($(FUZZ_SECONDS) s)"; \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; done
+
+# The README's two commands on a machine where nothing is installed (.ci/check-fresh):
+# HEAD's commit, cloned into a minimal Debian root; CI=true is passed in when set.
+check-fresh:
+	bash .ci/check-fresh
+
+# The wheel alone is enough for virtual modules: built, installed in a fresh venv outside
+# the checkout, and a real virtual upgrade run from there (.ci/check-wheel).
+check-wheel: build
+	bash .ci/check-wheel
 
 clean:
 	rm -rf build native/build $(VENV) $(ASAN_VENV) pymodule/fotabench/*.so *.egg-info pymodule/*.egg-info

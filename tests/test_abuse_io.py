@@ -489,3 +489,12 @@ def test_virtual_module_command_timeouts_follow_the_one_rule(tmp_path):
     for bad in (-1, math.nan):
         with pytest.raises(fotabench.ArgumentError, match="timeout must be None"):
             vm.command("GET WDI", timeout=bad)
+
+
+def test_a_line_offset_out_of_int_range_is_an_argument_error_not_truncated(board):
+    # 2**32 would become line 0 if the long were cut to an int before the check
+    with fotabench.GpioChip.virtual(board.path) as chip:
+        for bad in (-1, 2**32, 2**31):
+            with pytest.raises(fotabench.ArgumentError,
+                               match=rf"line offset must be >= 0 and <= 2147483647, got {bad}"):
+                chip.request_input(bad)

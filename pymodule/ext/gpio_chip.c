@@ -1,6 +1,7 @@
 /* fotabench._core.GpioChip: a libgpiod chip or a virtual module's board (gpio.sock). */
 #include "gpioobj.h"
 
+#include <limits.h>
 #include <time.h>
 
 static PyObject *module_of(PyObject *self)
@@ -134,11 +135,13 @@ static PyObject *chip_request(PyObject *op, PyObject *args, PyObject *kwargs)
         if (!(name = PyUnicode_AsUTF8(line_arg)))
             return NULL;
     } else {
-        offset = PyLong_AsLong(line_arg);
-        if (offset == -1 && PyErr_Occurred())
+        long v = PyLong_AsLong(line_arg);
+        if (v == -1 && PyErr_Occurred())
             return NULL;
-        if (offset < 0)
-            return core_arg_error(PyType_GetModule(Py_TYPE(op)), "line offset must be >= 0, got %d", offset);
+        if (v < 0 || v > INT_MAX)  /* checked as a long: no silent truncation to int */
+            return core_arg_error(PyType_GetModule(Py_TYPE(op)),
+                                  "line offset must be >= 0 and <= %d, got %ld", INT_MAX, v);
+        offset = (int)v;
     }
     if (queue_max < 0)
         return core_arg_error(PyType_GetModule(Py_TYPE(op)), "queue_max must be >= 0");

@@ -6,15 +6,25 @@ import sys
 
 
 def cmd_sim(args) -> None:
-    from .sim import board_args, sim_binary, _child_env  # only for `sim`: keeps start-up small
+    from .sim import SimError, agent_image, board_args, sim_binary, _child_env  # only for `sim`
 
     binary = sim_binary()
     if not binary.exists():
-        print(f"fotabench: error: {binary} not found: build it with `make -C firmware sim`",
-              file=sys.stderr)
+        print(f"fotabench: error: {binary} not found: build it with `make build` (in a "
+              f"checkout), or set FOTABENCH_SIM", file=sys.stderr)
         raise SystemExit(1)
+    app = args.app
+    if args.agent:
+        if app:
+            print("fotabench: error: give --app or --agent, not both", file=sys.stderr)
+            raise SystemExit(2)
+        try:
+            app = os.fspath(agent_image(args.agent, args.model or "M66"))  # the module's model
+        except SimError as exc:
+            print(f"fotabench: error: {exc}", file=sys.stderr)
+            raise SystemExit(1)
     argv = [os.fspath(binary)] + board_args(
-        args.app, args.state, boot_timing=args.boot_timing, link_rate=args.link_rate,
+        app, args.state, boot_timing=args.boot_timing, link_rate=args.link_rate,
         latency_ms=args.latency_ms, attach_fail=args.attach_fail, pdp_fail=args.pdp_fail,
         wdt_timeout=args.wdt_timeout, http_timeout=args.http_timeout,
         ftp_retry_ms=args.ftp_retry_ms, flash_rate=args.flash_rate,
@@ -35,6 +45,10 @@ def add_parser(subparsers) -> None:
                     "chip, imei), then runs until SIGTERM or SIGINT. "
                     "The state directory keeps the module's flash between runs.")
     p.add_argument("--app", help="app image (flashed when the state's app area is empty)")
+    p.add_argument("--agent", metavar="VERSION",
+                   help="flash fotabench's bench agent of this version (for --model) instead "
+                        "of --app (an installed package carries 1.0.0 and 2.0.0 of every "
+                        "model; a checkout builds any)")
     p.add_argument("--state", required=True, help="state directory (the module's flash)")
     p.add_argument("--boot-timing", choices=["real", "fast"], default=None,
                    help="core delays as on a module (default) or divided by 100")

@@ -1,8 +1,11 @@
 """The virtual module: fotabench's bench agent on the simulated OpenCPU runtime.
 
-``VirtualModule`` starts the board program (``firmware/build/fotabench-sim``, built by
-``make -C firmware sim``), reads its JSON line and gives the module's UART paths and
-power helpers over its virtual lines (``gpio.sock``, docs/architecture.md)::
+``VirtualModule`` starts the board program (``sim_binary()``: in a checkout
+``firmware/build/fotabench-sim``, built by ``make build``; in an installed wheel the copy
+bundled with the package), reads its JSON line and gives the module's UART paths and
+power helpers over its virtual lines (``gpio.sock``, docs/architecture.md).
+``agent_image("1.0.0")`` gives a bench-agent app image to flash (bundled v1.0.0 and
+v2.0.0 for every model the firmware builds; any version in a checkout)::
 
     with VirtualModule("app.bin", "state/", boot_timing="fast") as vm:
         print(vm.uart1)          # /dev/pts/N: the bench agent's protocol
@@ -31,10 +34,16 @@ from typing import Optional, Sequence, Union
 from . import _core
 from ._core import ArgumentError
 
-__all__ = ["VirtualModule", "SimError", "sim_binary"]
+__all__ = ["VirtualModule", "SimError", "sim_binary", "agent_image", "agent_images",
+           "AGENT_VERSIONS"]
 
 _ROOT = Path(__file__).resolve().parents[2]
+# What a wheel carries (setup.py: make -C firmware bundle): the board program and the
+# agent images agent-<model>-<version>.bin.
+_BUNDLE = Path(__file__).resolve().parent / "_firmware"
 PathLike = Union[str, "os.PathLike[str]"]
+# The agent versions a wheel bundles, for every model (firmware/Makefile BUNDLE_VERSIONS).
+AGENT_VERSIONS = ("1.0.0", "2.0.0")
 
 
 class SimError(_core.FotabenchError, RuntimeError):
@@ -56,14 +65,68 @@ def _lock_holder(state: Path) -> Optional[int]:
         return None
 
 
+def _checkout() -> Optional[Path]:
+    """The source tree this package runs from (an editable install), if any."""
+    if (_ROOT / "firmware" / "Makefile").is_file() and (_ROOT / "pymodule" / "fotabench").is_dir():
+        return _ROOT
+    return None
+
+
+def _firmware_build() -> Path:
+    """firmware/build of the checkout (build/asan when FOTABENCH_SANITIZE=1)."""
+    sub = "build/asan" if os.environ.get("FOTABENCH_SANITIZE") == "1" else "build"
+    return _ROOT / "firmware" / sub
+
+
 def sim_binary() -> Path:
     """The board program: $FOTABENCH_SIM, else the build of this checkout (the ASan
-    build when FOTABENCH_SANITIZE=1)."""
+    build when FOTABENCH_SANITIZE=1), else the one bundled with the installed package."""
     env = os.environ.get("FOTABENCH_SIM")
     if env:
         return Path(env)
-    sub = "build/asan" if os.environ.get("FOTABENCH_SANITIZE") == "1" else "build"
-    return _ROOT / "firmware" / sub / "fotabench-sim"
+    if _checkout() is not None:
+        return _firmware_build() / "fotabench-sim"
+    return _BUNDLE / "fotabench-sim"
+
+
+def agent_images() -> "dict[tuple[str, str], Path]":
+    """The bundled agent images, {(model, version): path} (empty in a checkout)."""
+    found = {}
+    for p in sorted(_BUNDLE.glob("agent-*-*.bin")):
+        model, _, version = p.stem[len("agent-"):].partition("-")
+        found[(model, version)] = p
+    return found
+
+
+def agent_image(version: str = "1.0.0", model: str = "M66") -> Path:
+    """A bench-agent app image for the virtual module, reporting `version` in +FBREADY.
+
+    In a checkout it is built with make (any version; firmware/build/images/, the ASan
+    build when FOTABENCH_SANITIZE=1); an installed wheel gives its bundled image
+    (AGENT_VERSIONS for every model the firmware builds). Raises SimError when there is
+    none."""
+    root = _checkout()
+    if root is not None:
+        if not version or not all(c.isalnum() or c in ".-_+" for c in version):
+            raise SimError(f"agent version {version!r}: use letters, digits and . - _ +")
+        if not model.isalnum():
+            raise SimError(f"model {model!r}: a name such as M66")
+        out = _firmware_build() / "images" / f"agent-{model}-{version}.bin"
+        cmd = ["make", "-s", "-C", os.fspath(root / "firmware"), "sim", f"VERSION={version}",
+               f"MODEL={model}", f"OUT={out}"]
+        if os.environ.get("FOTABENCH_SANITIZE") == "1":
+            cmd.append("SANITIZE=1")
+        r = subprocess.run(cmd, env=_child_env(), capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SimError(f"building the agent image failed ({' '.join(cmd)}):\n"
+                           f"{(r.stdout + r.stderr).strip()[-2000:]}")
+        return out
+    image = _BUNDLE / f"agent-{model}-{version}.bin"
+    if not image.is_file():
+        have = ", ".join(f"{m} {v}" for m, v in agent_images()) or "none"
+        raise SimError(f"no bundled agent image {version} for {model} (this installation "
+                       f"has: {have})")
+    return image
 
 
 def _child_env() -> dict:
@@ -194,7 +257,8 @@ class VirtualModule:
         if self.proc is not None:
             raise SimError("already started")
         if not self.binary.exists():
-            raise SimError(f"{self.binary} not found: build it with `make -C firmware sim`")
+            raise SimError(f"{self.binary} not found: build it with `make build` (in a "
+                           f"checkout), or set FOTABENCH_SIM")
         # The board stops when the read end of this pipe sees end of file: when stop()
         # closes the write end, or when this process dies. (A process forked from this
         # one without exec inherits the write end and keeps the board alive with it.)

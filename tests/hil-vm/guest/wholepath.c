@@ -29,6 +29,7 @@
 void check_whole_path(void) {}
 #else
 #include "fotabench/at.h"
+#include "fotabench/clock.h" /* FB_DEADLINE_NEVER */
 #include "fotabench/serial.h"
 
 struct wp_env {
