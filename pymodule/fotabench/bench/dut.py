@@ -121,7 +121,14 @@ _bundled_lock = threading.Lock()
 
 def bundled_agent(version: str = "1.0.0", model: str = "M66") -> Path:
     """The agent image a virtual slot starts on when its VirtualSpec names no app
-    (built once per checkout and model into firmware/build/agents/)."""
+    (built once per checkout and model into firmware/build/agents/; from an installed
+    wheel, which has no firmware sources, the image it bundles)."""
+    if not os.environ.get("FOTABENCH_FIRMWARE") and not (_ROOT / "firmware" / "Makefile").is_file():
+        from ..sim import SimError, agent_image
+        try:
+            return agent_image(version, model)
+        except SimError as e:
+            raise DutError(str(e)) from e
     # The ASan pass builds the agent with ASan too: it must not share the cache.
     sub = "agents-asan" if os.environ.get("FOTABENCH_SANITIZE") == "1" else "agents"
     out = firmware_dir() / "build" / sub / f"agent_{model}_{version}.bin"
