@@ -257,8 +257,14 @@ class Dut:
         else:
             state = Path(state_dir)
         owned: list[Any] = []
+        board_log = None
+        if log is not None:
+            # The board program's own messages beside the UART log, not on the
+            # bench's terminal (a live table of 8 slots would be torn by them).
+            board_log = open(log.with_name(f"{slot.name}.board.log"), "ab")
+            owned.append(board_log)
         try:
-            vm = VirtualModule(app, state, power=False, model=slot.model,
+            vm = VirtualModule(app, state, power=False, model=slot.model, stderr=board_log,
                                boot_timing=spec.boot_timing,
                                link_rate=spec.link_rate, latency_ms=spec.latency_ms,
                                **board_fault_options(spec.faults))
