@@ -216,7 +216,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         slots.append(SlotSpec(p["slot"], model=p["model"], protocol=p["protocol"],
                               virtual=VirtualSpec(app=str(v1[p["model"]]), boot_timing=timing,
                                                   link_rate="unlimited" if args.fast else
-                                                  "50kbit", faults=rest + board)))
+                                                  50_000, faults=rest + board)))
         packages[p["slot"]] = pkgs[p["model"]]
         if p["fault"] == "bad_package":
             packages[p["slot"]] = _damaged(pkgs[p["model"]],
