@@ -20,6 +20,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 from fotabench import Bench, Package
@@ -70,15 +71,29 @@ def main(argv: list[str] | None = None) -> int:
     timing = "fast" if args.fast else "real"
     t = Timeouts(boot=40, attach=40, command=10, download_inactivity=30,
                  download_total=120, reboot=40)
-    done = 0
     hangs: list[str] = []
     wrong: list[str] = []
     kinds_seen: Counter[str] = Counter()
     samples: list[tuple[int, int, int, int]] = []   # (upgrades, fds, rss kB, threads)
     t0 = time.monotonic()
-    rounds = 0
     base = (fds(), rss_kb(), threading.active_count())
     order = list(KINDS)
+    bench = Bench(StationSpec("soak", (SlotSpec("none"),), timeouts=t), out_dir=work / "runs",
+                  db="none").start()
+    try:
+        loop(args, rng, bench, order, pkg, bad, timing, hangs, wrong, kinds_seen, samples,
+             t0)
+    finally:
+        bench.close()
+    done = samples[-1][0] if samples else 0
+    rounds = len(samples)
+    report(args, done, rounds, t0, kinds_seen, hangs, wrong, samples, base)
+    ok = not hangs and not wrong and samples and samples[-1][1] <= samples[0][1]
+    return 0 if ok else 1
+
+
+def loop(args, rng, bench, order, pkg, bad, timing, hangs, wrong, kinds_seen, samples, t0):
+    done = rounds = 0
     while True:
         if args.minutes is not None:
             if time.monotonic() - t0 >= args.minutes * 60:
@@ -99,29 +114,34 @@ def main(argv: list[str] | None = None) -> int:
                                   virtual=VirtualSpec(boot_timing=timing, link_rate="unlimited",
                                                       faults=specs)))
             packages[name] = bad if kind == "bad_package" else Path(pkg.path)
-        station = StationSpec("soak", tuple(slots), timeouts=t)
-        with Bench(station, out_dir=work / "runs", db="none") as bench:
-            jobs = {s.name: bench.start_slot(s.name, packages[s.name]) for s in slots}
-            end = time.monotonic() + args.deadline
-            for (name, job), kind in zip(jobs.items(), plan):
-                res = job.wait(max(0.0, end - time.monotonic()))
-                if res is None:
-                    hangs.append(f"{name} ({kind})")
-                    job.cancel("hang")
-                    res = job.wait(30)
-                kinds_seen[kind] += 1
-                want = KINDS[kind][2]
-                got = (res.outcome, None if res.ok else (res.check or res.cause)) if res \
-                    else ("hung", None)
-                if got != want:
-                    wrong.append(f"{name} ({kind}, {slots[int(name.split('s')[-1])].protocol}):"
-                                 f" expected {want}, got {got}: "
-                                 f"{res.reason.splitlines()[0] if res else ''}")
+        # One bench (one package server) for the whole soak, as a station runs; each
+        # round's slots (new names, so each has its own module path) replace the last.
+        bench.station = replace(bench.station, slots=tuple(slots))
+        jobs = {s.name: bench.start_slot(s.name, packages[s.name]) for s in slots}
+        end = time.monotonic() + args.deadline
+        for (name, job), kind in zip(jobs.items(), plan):
+            res = job.wait(max(0.0, end - time.monotonic()))
+            if res is None:
+                hangs.append(f"{name} ({kind})")
+                job.cancel("hang")
+                res = job.wait(30)
+            kinds_seen[kind] += 1
+            want = KINDS[kind][2]
+            got = (res.outcome, None if res.ok else (res.check or res.cause)) if res \
+                else ("hung", None)
+            if got != want:
+                wrong.append(f"{name} ({kind}, {slots[int(name.split('s')[-1])].protocol}):"
+                             f" expected {want}, got {got}: "
+                             f"{res.reason.splitlines()[0] if res else ''}")
+                print(f"  WRONG {wrong[-1]}", flush=True)
         done += n
         samples.append((done, fds(), rss_kb(), threading.active_count()))
         print(f"{done:5d} upgrades  {time.monotonic() - t0:7.1f} s  fds {samples[-1][1]:4d}  "
               f"RSS {samples[-1][2] / 1024:6.1f} MB  threads {samples[-1][3]:3d}  "
               f"hangs {len(hangs)}  wrong {len(wrong)}", flush=True)
+
+
+def report(args, done, rounds, t0, kinds_seen, hangs, wrong, samples, base):
     print()
     print(f"soak: {done} upgrades in {time.monotonic() - t0:.0f} s, {rounds} rounds of "
           f"{args.slots}, seed {args.seed}")
@@ -141,8 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     missing = [k for k in KINDS if kinds_seen[k] == 0]
     if missing:
         print(f"kinds never run: {', '.join(missing)}")
-    ok = not hangs and not wrong and samples and samples[-1][1] <= samples[0][1]
-    return 0 if ok else 1
 
 
 if __name__ == "__main__":

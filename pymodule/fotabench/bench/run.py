@@ -129,7 +129,8 @@ class Bench:
     where the run directory is made (default ``runs/``); ``db``: the results database
     (default: the station's ``db:``, ``$FOTABENCH_DB``, ``runs/fotabench.sqlite``;
     ``""`` or "none" for none). ``operator``: who runs it (records say). ``timeline``:
-    where every event lands (default: a new one)."""
+    where every slot's events land (default: one per upgrade, written to the slot's
+    logs)."""
 
     def __init__(self, station: Union[StationSpec, PathLike], *,
                  events: Optional[EventBus] = None, out_dir: Optional[PathLike] = None,
@@ -141,7 +142,10 @@ class Bench:
         self.station = station
         self.events = events if events is not None else EventBus()
         self.operator = operator
-        self.timeline = timeline if timeline is not None else Timeline()
+        # A given timeline gets every slot's events; otherwise each job has its own
+        # (its slot's timeline.jsonl holds that slot only, and a long-running station
+        # does not keep every event it ever saw).
+        self.timeline = timeline
         self.out_dir = Path(out_dir) if out_dir is not None else Path("runs")
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in station.name)
@@ -273,13 +277,14 @@ class Bench:
         log_dir = self.recorder.path / "logs" / spec.name / f"job-{getattr(job, 'number', 1)}"
         dut = None
         result: Optional[UpgradeResult] = None
+        timeline = self.timeline if self.timeline is not None else Timeline()
         try:
             if job._cancel_cause is not None:
                 raise _Cancelled(job._cancel_cause)
             self.events.publish(BenchEvent(now_ns(), spec.name, "phase", phase="open",
                                            detail=spec.port or "virtual"))
             try:
-                dut = Dut.from_slot(spec, timeline=self.timeline, log_dir=log_dir)
+                dut = Dut.from_slot(spec, timeline=timeline, log_dir=log_dir)
             except Exception as e:  # noqa: BLE001 - the slot's error, not the bench's
                 cause = "port" if "cannot open" in str(e) else "dut"
                 if "cannot request" in str(e) or "gpio" in str(e).lower():
@@ -288,7 +293,7 @@ class Bench:
                 return result
             up = Upgrade(dut, job.package, protocol=spec.protocol or self.station.protocol,
                          server=self.server, timeouts=spec.timeouts or self.station.timeouts,
-                         retry=job.retry, events=self.events, timeline=self.timeline,
+                         retry=job.retry, events=self.events, timeline=timeline,
                          log_dir=log_dir,
                          on_attempt=lambda r: self._record(job, r))
             with job._lock:
