@@ -253,3 +253,23 @@ def test_demo_fast_faults_end_to_end(tmp_path):
     run_dir = Path(re.search(r"run directory: (\S+)", r.stdout).group(1))
     assert (run_dir / "report.html").stat().st_size > 1000
     assert len(Run.open(run_dir).records) == 4
+
+
+def test_eol_loop_reads_scans_from_stdin(tmp_path):
+    """Three scans piped in: two serial numbers pass, an IMEI that is not the module's
+    is a FAIL; an empty line ends the shift; the codes are in run.json."""
+    r = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent /
+                                            "bench" / "eol_upgrade.py"),
+                        "--virtual", "2", "--fast", "--out", str(tmp_path), "--db", "none"],
+                       input="SN-0001\nSN-0002\n123456789012347\n\n", capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 1, r.stdout + r.stderr
+    out = r.stdout
+    assert out.count("PASS") >= 2 and "FAIL" in out
+    assert "wrong module: scanned IMEI 123456789012347" in out
+    assert "3 modules: 2 PASS, 1 FAIL" in out
+    run_dir = next(tmp_path.glob("*-eol-*"))
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert [s["serial"] for s in meta["serials"]] == ["SN-0001", "SN-0002", "123456789012347"]
+    assert [s["slot"] for s in meta["serials"]] == ["v1", "v2", "v1"]
+    assert len(Run.open(run_dir).records) == 3
