@@ -298,9 +298,9 @@ class Bench:
                          on_attempt=lambda r: self._record(job, r))
             with job._lock:
                 job.upgrade = up
-                cause = job._cancel_cause
-            if cause is not None:
-                up.cancel(cause)
+                pending = job._cancel_cause
+            if pending is not None:
+                up.cancel(pending)
             result = up.run()
             return result
         except _Cancelled as c:
