@@ -110,6 +110,10 @@ class SlotJob:
         try:
             self.result = self._bench._run_slot(self)
         finally:
+            with self._lock:
+                # The Upgrade holds the Dut and the upgrade's timeline (every UART line):
+                # a station that runs for days keeps results, not those.
+                self.upgrade = None
             self._done.set()
             self._bench._job_ended(self)
 
