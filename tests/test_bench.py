@@ -171,6 +171,18 @@ def test_cli_upgrade_bad_input(tmp_path, v2):
     assert r.returncode == 1
     assert re.search(r"fotabench: error: nope: port: .*cannot open .*nope", r.stderr), r.stderr
     assert "Traceback" not in r.stderr
+    # a port another process holds: busy, said at once (not a module that never boots)
+    import fcntl
+    master, slave = os.openpty()
+    try:
+        fcntl.flock(slave, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        t = time.monotonic()
+        r = _cli("upgrade", v2, "--port", os.ttyname(slave), "--out", tmp_path, "--db", "none")
+        assert r.returncode == 1 and time.monotonic() - t < 20
+        assert re.search(r"port: .* is busy: another process holds it", r.stderr), r.stderr
+    finally:
+        os.close(slave)
+        os.close(master)
     r = _cli("upgrade", tmp_path / "missing.bin", "--port", "/dev/null")
     assert r.returncode == 2 and "no such package" in r.stderr
     r = _cli("upgrade", v2)

@@ -48,7 +48,9 @@ def one(n: int, rate: str, pad: int) -> dict:
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "pass": sum(1 for r in run.results.values() if r.ok),
             "outcomes": sorted({f"{r.outcome}:{r.cause or r.check or ''}"
-                                for r in run.results.values() if not r.ok})}
+                                for r in run.results.values() if not r.ok}),
+            "reasons": [f"{r.slot}: {r.reason.splitlines()[0]}"
+                        for r in run.results.values() if not r.ok]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['peak_rss_mb']:7.1f}MB  {r['pass']}/{r['n']}"
                   + (f"  {', '.join(r['outcomes'])}" if r["outcomes"] else ""))
             ok = ok and r["pass"] == r["n"]
+            for reason in r["reasons"]:
+                print(f"        not passed: {reason}")
         if rate != "unlimited":
             big = rows[-1]
             print(f"targets at {label}: N={big['n']} {big['wall_s'] / base:.2f}x of N=1 "

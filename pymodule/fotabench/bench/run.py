@@ -290,7 +290,8 @@ class Bench:
             try:
                 dut = Dut.from_slot(spec, timeline=timeline, log_dir=log_dir)
             except Exception as e:  # noqa: BLE001 - the slot's error, not the bench's
-                cause = "port" if "cannot open" in str(e) else "dut"
+                cause = "port" if ("cannot open" in str(e) or "is busy" in str(e)) \
+                    else "dut"
                 if "cannot request" in str(e) or "gpio" in str(e).lower():
                     cause = "gpio"
                 result = self._error_result(job, cause, str(e), start_ns, start_wall)
