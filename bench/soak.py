@@ -109,20 +109,20 @@ def loop(args, rng, bench, order, pkg, bad, timing, hangs, wrong, kinds_seen, sa
         packages = {}
         for i, kind in enumerate(plan):
             specs, proto, _ = KINDS[kind]
-            name = f"r{rounds}s{i}"
+            name = f"s{i}"     # a station's slots: the same names every round
             slots.append(SlotSpec(name, protocol=proto or rng.choice(("http", "ftp")),
                                   virtual=VirtualSpec(boot_timing=timing, link_rate="unlimited",
                                                       faults=specs)))
             packages[name] = bad if kind == "bad_package" else Path(pkg.path)
         # One bench (one package server) for the whole soak, as a station runs; each
-        # round's slots (new names, so each has its own module path) replace the last.
+        # round's slots (new faults and protocols) replace the last.
         bench.station = replace(bench.station, slots=tuple(slots))
         jobs = {s.name: bench.start_slot(s.name, packages[s.name]) for s in slots}
         end = time.monotonic() + args.deadline
         for (name, job), kind in zip(jobs.items(), plan):
             res = job.wait(max(0.0, end - time.monotonic()))
             if res is None:
-                hangs.append(f"{name} ({kind})")
+                hangs.append(f"round {rounds} {name} ({kind})")
                 job.cancel("hang")
                 res = job.wait(30)
             kinds_seen[kind] += 1
