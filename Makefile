@@ -3,7 +3,9 @@
 # dependencies), builds, then runs; run again with nothing changed, they only run.
 #
 #   make build      install and build only
-#   make demo       the packaging pipeline on a sample app, then a virtual module upgraded
+#   make demo       a simulated station: 8 virtual modules (5 models, HTTP and FTP) upgraded
+#                   at once, faults injected and each detected as the right outcome
+#   make demo-packaging  the packaging pipeline step by step on a sample app
 #   make test       every test (C drivers, Python, CLI, fuzz smoke, virtual module,
 #                   package servers, qemu lane) in one pytest run
 #   make test-asan  the same with the C core and extension under ASan + UBSan
@@ -29,7 +31,8 @@ SOURCES := setup.py pyproject.toml $(wildcard native/src/*.c native/src/*.h \
            native/include/fotabench/*.h pymodule/ext/*.c pymodule/ext/*.h)
 TEST_DEPS := pytest hypothesis mypy types-PyYAML types-jsonschema junitparser
 
-.PHONY: all build deps test-deps demo test test-asan bench fuzz clean check-fresh check-wheel
+.PHONY: all build deps test-deps demo demo-packaging test test-asan bench fuzz clean check-fresh \
+        check-wheel
 all: build
 
 deps:
@@ -52,7 +55,10 @@ $(VENV)/.installed: $(VENV)/.created $(SOURCES)
 build: deps $(VENV)/.installed firmware
 
 demo: build
-	$(PY) bench/demo.py
+	$(PY) -m fotabench demo --modules 8 --protocol both --faults
+
+demo-packaging: build
+	$(PY) bench/packaging_demo.py
 
 test: test-deps build
 	$(PY) -m pytest tests

@@ -58,6 +58,7 @@ _LAZY = {
     "Dut": "bench.dut", "Identity": "bench.dut",
     "Upgrade": "bench.upgrade", "UpgradeResult": "bench.upgrade",
     "RetryPolicy": "bench.upgrade", "StateSeen": "bench.upgrade",
+    "Bench": "bench.run", "BenchRun": "bench.run", "SlotJob": "bench.run",
     "Dialect": "bench.dialect", "StatePattern": "bench.dialect",
     "BenchEvent": "bench.events", "EventBus": "bench.events",
     "check_states": "bench.grammar", "grammar_for": "bench.grammar",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     from .watchdog import WatchdogMonitor, WatchdogResult
     from .bench.dialect import Dialect, StatePattern
     from .bench.dut import Dut, Identity
+    from .bench.run import Bench, BenchRun, SlotJob
     from .bench.events import BenchEvent, EventBus
     from .bench.grammar import check_states, grammar_for
     from .bench.upgrade import RetryPolicy, StateSeen, Upgrade, UpgradeResult
@@ -156,7 +158,10 @@ __all__ = [
     "Run",
     "RunWriter",
     "open_database",
+    "Bench",
     "BenchEvent",
+    "BenchRun",
+    "SlotJob",
     "Dialect",
     "Dut",
     "EventBus",

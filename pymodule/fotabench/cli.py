@@ -394,10 +394,21 @@ def _add_flash(sub: argparse._SubParsersAction) -> None:
     add_parser(sub)
 
 
+def _add_upgrade(sub: argparse._SubParsersAction) -> None:
+    from .cli_bench import add_parsers
+    add_parsers(sub, "upgrade")
+
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
+    from .cli_bench import add_parsers
+    add_parsers(sub, "demo")
+
+
 COMMANDS = {"app": _add_app, "package": _add_package, "inspect": _add_inspect, "md5": _add_md5,
             "url": _add_url, "models": _add_models, "serve": _add_serve, "sim": _add_sim,
             "station": _add_station, "runs": _add_runs, "record": _add_record,
-            "report": _add_report, "flash": _add_flash}
+            "report": _add_report, "flash": _add_flash, "upgrade": _add_upgrade,
+            "demo": _add_demo}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

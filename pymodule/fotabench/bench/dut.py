@@ -218,6 +218,7 @@ class Dut:
             raise DutError(f"slot {slot.name}: no serial port given (port:)")
         owned: list[Any] = []
         try:
+            owned.append(_PortLock(slot.port, slot.name))
             try:
                 modem = Modem(slot.port, baud=slot.baud, name=slot.name, log=log,
                               timeline=timeline)
@@ -257,8 +258,14 @@ class Dut:
         else:
             state = Path(state_dir)
         owned: list[Any] = []
+        board_log = None
+        if log is not None:
+            # The board program's own messages beside the UART log, not on the
+            # bench's terminal (a live table of 8 slots would be torn by them).
+            board_log = open(log.with_name(f"{slot.name}.board.log"), "ab")
+            owned.append(board_log)
         try:
-            vm = VirtualModule(app, state, power=False, model=slot.model,
+            vm = VirtualModule(app, state, power=False, model=slot.model, stderr=board_log,
                                boot_timing=spec.boot_timing,
                                link_rate=spec.link_rate, latency_ms=spec.latency_ms,
                                **board_fault_options(spec.faults))
@@ -430,6 +437,36 @@ class Dut:
         lines = ",".join(sorted(self.lines)) or "no lines"
         state = " closed" if self._closed else ""
         return f"<Dut {self.name} {self.model or '?'} {self.kind}: {self.where}; {lines}{state}>"
+
+
+class _PortLock:
+    """An advisory lock on a real slot's serial port for as long as the Dut has it
+    (flock, as lock-aware tools take it): two benches, or a bench and a terminal
+    program, must not both talk to one module. libserialport opens ports shared, so
+    without this a busy port would show only as a module that never answers."""
+
+    def __init__(self, port: str, slot: str) -> None:
+        import errno
+        import fcntl
+        try:
+            self.fd: Optional[int] = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        except OSError as e:
+            if e.errno == errno.EBUSY:   # TIOCEXCL: another program holds it exclusively
+                raise DutError(f"slot {slot}: {port} is busy: another program has it open "
+                               "exclusively") from None
+            raise DutError(f"slot {slot}: cannot open {port}: {e.strerror or e}") from None
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            self.fd = None
+            raise DutError(f"slot {slot}: {port} is busy: another process holds it "
+                           "(another bench or a terminal program)") from None
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 class _RemoveDir:

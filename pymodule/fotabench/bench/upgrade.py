@@ -36,10 +36,11 @@ import datetime as _dt
 import os
 import re
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from .._core import BenchTimeoutError, ClosedError, FotabenchError
 from ..modem import AtResponse
@@ -253,6 +254,10 @@ class Upgrade:
     ``VirtualSpec.faults``): server faults go to the package server scoped to this
     module, ``power_cut:at=N%`` makes the bench cut VBAT at the first state at or past
     N % (``times``, default 1, attempts), the board's own were applied by the Dut.
+    ``on_attempt``: called with the result so far (its last attempt the one that just
+    ended) the moment each attempt ends, so a recorder keeps every attempt even when a
+    later one is interrupted. :meth:`cancel` (from any thread) ends the run promptly
+    as an error.
     """
 
     def __init__(self, dut: Dut, package_or_app: PathLike, *, protocol: Optional[str] = None,
@@ -261,7 +266,8 @@ class Upgrade:
                  retry: Optional[RetryPolicy] = None, events: Optional[EventBus] = None,
                  timeline: Optional[Timeline] = None, expect_version: Optional[str] = None,
                  log_dir: Optional[PathLike] = None, wdt_timeout: float = 1.6,
-                 workdir: Optional[PathLike] = None, faults: Optional[Sequence[str]] = None):
+                 workdir: Optional[PathLike] = None, faults: Optional[Sequence[str]] = None,
+                 on_attempt: Optional[Callable[["UpgradeResult"], Any]] = None):
         slot = getattr(dut, "slot", None)
         protocol = protocol or (slot.protocol if slot is not None else None) or "http"
         if protocol not in ("http", "ftp"):
@@ -296,6 +302,12 @@ class Upgrade:
         self._identity: dict[str, Optional[str]] = {"imei": None, "model": dut.model}
         self._served_total = 0
         self._wall_offset = 0.0
+        self.on_attempt = on_attempt
+        self._active_faults: list[Any] = []
+        # Read now: a cancelled run closes the port before the result is made.
+        self._uart_log: Optional[str] = dut.modem.port.log_path
+        self._cancelled: Optional[str] = None
+        self._cancel_event = threading.Event()
 
     # -- injected faults ---------------------------------------------------------------------
     def _parse_faults(self, specs: Sequence[str]) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -352,6 +364,23 @@ class Upgrade:
         self.timeline.add(f"upgrade:{self.dut.name}", "phase", phase=phase, detail=detail)
         self._emit("phase", phase=phase, detail=detail)
 
+    # -- cancelling -----------------------------------------------------------------------------
+    def cancel(self, cause: str = "cancelled") -> None:
+        """End a run in progress (from another thread) as an **error** with ``cause``,
+        within a moment: the module's port is closed, which ends any wait on it (the
+        Dut cannot be used afterwards; close it). No retry follows."""
+        if self._cancelled is None:
+            self._cancelled = cause
+        self._cancel_event.set()
+        try:
+            self.dut.modem.close()
+        except Exception:  # noqa: BLE001 - already closed, or closing: either ends the wait
+            pass
+
+    @property
+    def cancelled(self) -> Optional[str]:
+        return self._cancelled
+
     # -- run -----------------------------------------------------------------------------------
     def run(self) -> UpgradeResult:
         """Run the upgrade (with retries of errors); never raises for an outcome:
@@ -386,6 +415,7 @@ class Upgrade:
                     if self.url is None and not faults_added and self._server_faults:
                         # once per run: a fault's `times` budget spans the attempts
                         faults_added = self._add_server_faults(own_server or self.server)
+                        self._active_faults = faults_added
                     self._attempt(run, own_server or self.server)
                     verdict = _Verdict("pass", "", "upgraded")
                 except _Verdict as v:
@@ -399,6 +429,10 @@ class Upgrade:
                         self._stop_watchdog(run)
                     except Exception:  # noqa: BLE001 - the verdict is already decided
                         pass
+                if self._cancelled is not None and verdict.outcome != "pass":
+                    verdict = _error(self._cancelled, f"{self._cancelled} during "
+                                     f"{run.phases[-1][0] if run.phases else 'the start'} "
+                                     f"(then: {verdict.reason.splitlines()[0]})")
                 att = self._finish_attempt(run, verdict, own_server or self.server)
                 attempts.append(att)
                 # One line for displays (a grammar reason is a whole page); the full
@@ -408,11 +442,17 @@ class Upgrade:
                 self._emit("outcome", outcome=att.outcome, attempt=n, detail=detail,
                            extra={"reason": att.reason, "check": att.check,
                                   "cause": att.cause})
-                if not self.retry.should_retry(att):
+                if self.on_attempt is not None:
+                    try:
+                        self.on_attempt(self._result(attempts, runs, start_ns, start_wall))
+                    except Exception as e:  # noqa: BLE001 - the record's problem, said
+                        self._emit("log", detail=f"recording attempt {n} failed: {e}")
+                if self._cancelled is not None or not self.retry.should_retry(att):
                     break
                 self._emit("log", detail=f"retrying in {self.retry.delay} s "
                                          f"(error: {att.cause})")
-                time.sleep(self.retry.delay)
+                if self._cancel_event.wait(self.retry.delay):
+                    break
         finally:
             if progress is not None:
                 progress.stop()
@@ -559,6 +599,7 @@ class Upgrade:
         # trigger, with WDI watched from here to the new app's boot
         run.t_trigger = now_ns()
         run.power_mark = len(d.power_events)
+        run.faults_used = [f.used for f in self._active_faults]
         # Lines queued before now (an earlier boot's +FBREADY...) are not this upgrade's.
         while d.modem.next_line(0) is not None:
             pass
@@ -796,6 +837,13 @@ class Upgrade:
             broken = [r for r in server.records if r.module is None and
                       r.start_ns >= run.t_trigger and r.outcome == "fault_injected"]
             where = f" ({len(broken)} connections, before any path named the module)"
+        acting = [f for f, was in zip(self._active_faults, run.faults_used) if f.used > was]
+        if not broken and acting:
+            # A fault still acting (a stall) has no record yet: its request has not
+            # ended when the module gave up. The server's fault log is the evidence.
+            return _error("server", f"the server was injecting {', '.join(f.describe() for f in acting)} "
+                                    f"into this module's transfer when it ended with "
+                                    f"{self._ending(run, ended)}")
         if broken:
             r = broken[-1]
             faults = f" (fault {', '.join(r.faults)})" if r.faults else ""
@@ -902,7 +950,7 @@ class Upgrade:
         first = next((r for r in runs if r.version_before), run)
         end_ns = now_ns()
         logs: dict[str, str] = {}
-        uart_log = self.dut.modem.port.log_path
+        uart_log = self._uart_log
         if uart_log:
             logs["uart1"] = uart_log
         if self.log_dir is not None:
@@ -951,6 +999,7 @@ class _Run:
     ready_midway: Optional[tuple[str, int]] = None
     ready_t_ns: int = 0
     cut_done: bool = False
+    faults_used: list[int] = field(default_factory=list)
 
 
 def _cause_of(e: BaseException) -> str:

@@ -10,6 +10,7 @@ from .record import (KINDS, OUTCOMES, SCHEMA_VERSION, STATE_NAMES, ModuleId, New
                      PackageRef, PowerEvent, Record, RecordError, State, TamperedRecordError,
                      Transfer, Watchdog, canonical_json, compute_digest, load_schema, utc_now,
                      validate)
+from .from_result import record_from_result, records_from_result
 from .recorder import DatabasePendingError, Recorder, push_run
 from .run import RecordWriteError, Run, RunDirError, RunWriter
 
@@ -18,6 +19,6 @@ __all__ = [
     "DatabaseUnavailable", "KINDS", "ModuleId", "NewerSchemaError", "OUTCOMES", "PackageRef",
     "PowerEvent", "Record", "RecordError", "RecordWriteError", "Recorder", "Run", "RunDirError",
     "RunWriter", "SCHEMA_VERSION", "STATE_NAMES", "State", "TamperedRecordError", "Transfer",
-    "Watchdog", "canonical_json", "compute_digest", "load_schema", "open_database", "push_run",
+    "Watchdog", "canonical_json", "compute_digest", "load_schema", "open_database", "push_run", "record_from_result", "records_from_result",
     "utc_now", "validate",
 ]

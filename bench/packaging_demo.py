@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make demo`: the packaging pipeline, then one upgrade on the simulated bench.
+"""`make demo-packaging`: the packaging pipeline, then one upgrade on the simulated bench.
 
 Part 1 runs the `fotabench` command line the way a person would, printing each
 command and what it answered, into build/demo/. Part 2 runs
