@@ -195,3 +195,42 @@ def test_faults_by_module(srv, pkg, tmp_path):
     srv.add_fault(Fault.truncate(at=10, client="dut2"))
     assert module_fetch(srv.url_for("APP.bin", "ftp", module="dut1"))[1] == pkg[1]
     assert module_fetch(srv.url_for("APP.bin", "ftp", module="dut2"))[1] == pkg[1][:10]
+
+
+def test_concurrent_cwd_leaves_the_process_cwd_alone(srv, pkg):
+    """pyftpdlib's CWD did os.chdir and put it back afterwards: with a thread per
+    session, two sessions' CWDs at once left the whole bench process inside a module's
+    directory of the server (the bench's relative run directory then vanished). CWD
+    must change the session's directory only."""
+    import threading
+
+    names = [f"m{i}" for i in range(8)]
+    urls = [srv.url_for(pkg[0], "ftp", module=n) for n in names]
+    before = os.getcwd()
+    seen: list[str] = []
+    errors: list[BaseException] = []
+    go = threading.Barrier(len(urls))
+
+    def session(url):
+        try:
+            f = ftplib.FTP()
+            f.connect(url.host, url.port, timeout=10)
+            f.login(url.user, url.password)
+            go.wait(10)
+            for _ in range(40):
+                f.cwd(url.path)
+                seen.append(f.pwd())
+                f.cwd("/")
+            f.quit()
+        except BaseException as e:  # reported below, with the thread's own error
+            errors.append(e)
+
+    threads = [threading.Thread(target=session, args=(u,)) for u in urls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert len(seen) == 40 * len(urls)          # every CWD really ran
+    assert {p.rstrip("/").rsplit("/", 1)[-1] for p in seen} == set(names)
+    assert os.getcwd() == before

@@ -14,6 +14,7 @@ otherwise ``sendfile``), the data channel's error path (drop), ``log_transfer``
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -23,6 +24,7 @@ from typing import Any, Optional
 
 # pyftpdlib ships no type information.
 from pyftpdlib.authorizers import DummyAuthorizer  # type: ignore[import-untyped]
+from pyftpdlib.filesystems import AbstractedFS  # type: ignore[import-untyped]
 from pyftpdlib.handlers import DTPHandler, FTPHandler  # type: ignore[import-untyped]
 from pyftpdlib.handlers.ftp.producers import FileProducer  # type: ignore[import-untyped]
 from pyftpdlib.servers import ThreadedFTPServer  # type: ignore[import-untyped]
@@ -78,9 +80,28 @@ class _DTP(DTPHandler):
         super().handle_error()
 
 
+class _SessionFS(AbstractedFS):  # type: ignore[misc]
+    """pyftpdlib's filesystem, but CWD changes only the session's directory.
+
+    pyftpdlib's ``chdir`` calls ``os.chdir`` and its ``ftp_CWD`` puts the process back
+    afterwards. With a thread per session (ThreadedFTPServer) two CWDs at once leave
+    the whole bench process in some module's directory: relative paths of the bench
+    (its run directory) then pointed into the server's private tree. The checks chdir
+    would make are made here instead; the path was already confined by validpath."""
+
+    def chdir(self, path: str) -> None:
+        if not os.path.isdir(path):
+            raise OSError(errno.ENOTDIR if os.path.exists(path) else errno.ENOENT,
+                          os.strerror(errno.ENOTDIR if os.path.exists(path) else errno.ENOENT))
+        if not os.access(path, os.X_OK):
+            raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+        self.cwd = self.fs2ftp(path)
+
+
 class _Handler(FTPHandler):
     fb: "FtpServer"            # set on the per-server subclass
     dtp_handler = _DTP
+    abstracted_fs = _SessionFS
     banner = "fotabench FTP server ready."
     timeout = 120
     max_login_attempts = 3
