@@ -281,7 +281,11 @@ def render_report(records: Sequence[Record], meta: Mapping[str, Any], *,
         why = "the record names no log"
         if r.logs and run_dir is None:
             why = "logs are in the run directory (give --logs RUN_DIR)"
-        for name, rel in sorted(r.logs.items()):
+        # The module's own words first: a UART log shows the fault as a person reads
+        # it; the timeline (JSON lines) and the board's stderr only after it.
+        for name, rel in sorted(r.logs.items(),
+                                key=lambda kv: (not kv[0].startswith("uart"),
+                                                kv[1].endswith(".jsonl"), kv[0])):
             if run_dir is None:
                 break
             try:
