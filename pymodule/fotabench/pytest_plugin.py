@@ -170,6 +170,8 @@ def _load_settings(config: pytest.Config) -> Optional[_Settings]:
     else:
         from .bench.station import StationError, load_station
         assert station_file is not None
+        if not os.path.isfile(station_file):
+            raise pytest.UsageError(f"--fb-station {station_file}: no such file")
         try:
             spec = load_station(station_file)
         except StationError as e:
