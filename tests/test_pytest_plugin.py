@@ -319,6 +319,7 @@ def test_station_file_model_marker_and_module_faults(inner, tmp_path):
         def test_no_gprs(dut, upgrade, agent_image):
             r = upgrade(dut, agent_image("2.0.0"))
             assert (r.outcome, r.cause) == ("error", "attach"), r.reason
+            assert "within 3 s" in r.reason          # the station file's timeouts
             assert r.transfers == () and r.states == ()
             assert r.model == "MC60"
     """)
@@ -350,10 +351,15 @@ def test_xdist_two_workers_never_hold_one_slot_at_once(inner, tmp_path):
             upgrade(dut, agent_image("2.0.0"), expect_version="2.0.0").assert_pass()
     """)
     out = tmp_path / "out"
+    junit = tmp_path / "junit.xml"
     r = inner.runpytest_subprocess("-n", "2", "--dist", "each", "--fb-virtual", "4",
-                                   "--fb-out", str(out), "-p", "no:cacheprovider",
-                                   timeout=900)
+                                   "--fb-out", str(out), f"--junitxml={junit}",
+                                   "-p", "no:cacheprovider", timeout=900)
     r.assert_outcomes(passed=8)
+    # they did contend: a worker waited for a slot the other held
+    waits = [float(p.get("value")) for p in ET.parse(junit).getroot().iter("property")
+             if p.get("name") == "slot_wait_s"]
+    assert waits and max(waits) >= 0.5
     runs = run_dirs(out)
     assert [p.name.rsplit("-", 1)[1] for p in runs] == ["gw0", "gw1"]
     recs = records_of(out)

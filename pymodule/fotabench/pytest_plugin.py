@@ -643,6 +643,10 @@ def upgrade(request: pytest.FixtureRequest, station: FbStation) -> Callable[...,
         if faults and d.vm is None and "faults" not in kw:
             kw["faults"] = faults          # a virtual slot has them in its VirtualSpec
         kw.setdefault("log_dir", getattr(d, "_fb_log_dir", None))
+        if "timeouts" not in kw:    # a slot's None means the station's (Upgrade knows no station)
+            slot = d.slot
+            kw["timeouts"] = (slot.timeouts if slot is not None and slot.timeouts
+                              else station.spec.timeouts)
         up = Upgrade(d, package, **kw)
         result = up.run()
         ts.results.append((d.name, result, up))
