@@ -388,3 +388,22 @@ def test_the_example_runs_on_a_virtual_station(inner, tmp_path):
     recs = records_of(out)
     assert [x["outcome"] for x in recs].count("pass") == 6
     assert [x["cause"] for x in recs if x["outcome"] == "error"] == ["server"]
+
+
+def test_the_example_collects_unchanged_on_a_real_station_and_says_what_is_missing(inner):
+    # The same file against the real station file: one test per real slot, and on a
+    # machine without that hardware each errors at set-up naming the port, no traceback.
+    inner.makepyfile(test_example=(ROOT / "bench/test_station_example.py").read_text())
+    real = ROOT / "bench/stations/real-4.yaml"
+    r = inner.runpytest("--collect-only", "-q", "--fb-station", str(real))
+    ids = [ln for ln in r.stdout.lines if "::" in ln]
+    assert len(ids) == 12 and {i.rsplit("[", 1)[1] for i in ids} == {
+        "s1]", "s2]", "s3]", "s4]"}
+    r = inner.runpytest("--fb-station", str(real), "--fb-slots", "s1",
+                        "--fb-out", str(inner.path / "out"),    # not the file's db:
+                        "--fb-db", str(inner.path / "out" / "db.sqlite"),
+                        "-p", "no:cacheprovider")
+    r.assert_outcomes(errors=3)
+    out = r.stdout.str()
+    assert "slot s1: cannot open /dev/serial/by-id/" in out
+    assert "Traceback" not in out
