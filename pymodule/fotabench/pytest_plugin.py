@@ -680,49 +680,14 @@ def _record(station: FbStation, node: pytest.Item, result: "UpgradeResult", up: 
 def records_from_result(result: "UpgradeResult", *, run_id: str, station: str,
                         run_dir: Optional[Path] = None, max_attempts: Optional[int] = None,
                         operator: Optional[str] = None) -> list[Any]:
-    """One :class:`fotabench.records.Record` per attempt of ``result``.
-
-    A minimal converter of the plugin's own: replace it with the bench's
-    ``fotabench.records.record_from_result`` once that lands (issue 11)."""
-    from .checksum import md5_file
-    from .records import ModuleId, PackageRef, PowerEvent, Record, State, Transfer, Watchdog
-    size = result.package_size
-    md5 = result.package_md5
-    if (size is None or md5 is None) and result.package and Path(result.package).is_file():
-        size = Path(result.package).stat().st_size if size is None else size
-        md5 = md5 or md5_file(result.package)
-    package = PackageRef(result.package or "?", size or 0, md5 or "0" * 32)
-    imei = result.imei if result.imei and re.fullmatch(r"\d{15}", result.imei) else None
-    logs: dict[str, str] = {}
-    for name, p in result.logs.items():
-        try:
-            logs[name] = (Path(p).resolve().relative_to(Path(run_dir).resolve()).as_posix()
-                          if run_dir is not None else str(p))
-        except ValueError:
-            pass                        # outside the run directory: not the record's
-    out = []
-    for a in result.attempts:
-        w = a.watchdog
-        wd = None if not w else Watchdog(
-            edges=int(w["edges"]), longest_gap_ns=int(w["longest_gap_ns"]),
-            longest_gap_at_ns=int(w["longest_gap_at_ns"]) if w.get("edges") else None,
-            timeout_ns=int(w["timeout_ns"]), over_two_thirds=bool(w["over_two_thirds"]),
-            over_timeout=bool(w["over_timeout"]))
-        detail = a.reason.splitlines()[0] if a.outcome != "pass" and a.reason else ""
-        out.append(Record.create(
-            run_id=run_id, station=station, slot=result.slot, operator=operator,
-            attempt=a.number, max_attempts=max(max_attempts or 1, len(result.attempts)),
-            module=ModuleId(imei, result.model, a.version_before, a.version_after),
-            package=package, url=a.url, protocol=result.protocol,
-            states=[State(s.state, s.percent, s.t_ns) for s in a.states], watchdog=wd,
-            transfers=[Transfer.from_request(t) for t in a.transfers],
-            power=[PowerEvent(p["t_ns"], p["what"], p.get("detail", ""))
-                   for p in a.power_events],
-            outcome=a.outcome, check=a.check, cause=a.cause, detail=detail, logs=logs,
-            start_ns=a.start_ns, end_ns=a.end_ns,
-            start_utc=a.started_utc or result.started_utc,
-            end_utc=a.ended_utc or result.ended_utc))
-    return out
+    """One :class:`fotabench.records.Record` per attempt of ``result``, by the bench's
+    own converter (``fotabench.records.record_from_result``), so a test's records are
+    the ones ``fotabench upgrade`` writes."""
+    from .records.from_result import record_from_result
+    return [record_from_result(result, a.number, run_id=run_id, station=station,
+                               operator=operator, max_attempts=max_attempts,
+                               run_dir=run_dir)
+            for a in result.attempts]
 
 
 @pytest.hookimpl(hookwrapper=True)
