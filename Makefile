@@ -29,7 +29,7 @@ endif
 
 SOURCES := setup.py pyproject.toml $(wildcard native/src/*.c native/src/*.h \
            native/include/fotabench/*.h pymodule/ext/*.c pymodule/ext/*.h)
-TEST_DEPS := pytest hypothesis mypy types-PyYAML types-jsonschema junitparser
+TEST_DEPS := pytest pytest-xdist hypothesis mypy types-PyYAML types-jsonschema junitparser
 
 .PHONY: all build deps test-deps demo demo-packaging test test-asan bench fuzz clean check-fresh \
         check-wheel

@@ -372,3 +372,18 @@ def test_another_model_and_a_package_for_the_wrong_model(tmp_path):
     assert r.outcome == "pass", r.reason
     assert r.protocol == "ftp" and r.model == "MC60"     # the slot's protocol and model
     assert (r.version_before, r.version_after) == ("1.0.0", "2.0.0")
+
+
+def test_a_shared_server_serves_each_app_by_its_content(agents):
+    # Apps are packaged on the fly under one name per process and attempt
+    # (pkg_<pid>_1.bin): on a shared station server the second upgrade must get its own
+    # package, not the first one's under the same name.
+    with vdut(agents) as dut, PackageServer(ftp=None) as srv:
+        up = Upgrade(dut, agents["v2"], server=srv, timeouts=FAST, events=EventBus(),
+                     expect_version="2.0.0").run()
+        down = Upgrade(dut, agents["v1"], server=srv, timeouts=FAST, events=EventBus(),
+                       expect_version="1.0.0").run()
+        served = srv.packages
+    assert up.ok and down.ok, (up.reason, down.reason)
+    assert up.url != down.url and up.package_md5 != down.package_md5
+    assert len(served) == 2 and f"fw_{down.package_md5[:12]}.bin" in served

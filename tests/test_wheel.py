@@ -102,6 +102,16 @@ def test_wheel_carries_board_program_and_images(wheel):
             assert f"fotabench/_firmware/agent-{m}-{v}.bin" in infos, f"no {m} {v} image"
 
 
+def test_wheel_registers_the_pytest_plugin(wheel):
+    # `pip install fotabench` is enough for pytest to load the plugin (docs/pytest-plugin.md)
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        (ep,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+        text = z.read(ep).decode()
+    assert "fotabench/pytest_plugin.py" in names
+    assert "[pytest11]\nfotabench = fotabench.pytest_plugin" in text, text
+
+
 def test_installed_wheel_upgrades_a_virtual_module(wheel, tmp_path):
     work = tmp_path / "outside"
     work.mkdir()

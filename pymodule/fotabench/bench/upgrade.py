@@ -188,6 +188,19 @@ class UpgradeResult:
         d["duration_s"] = round(self.duration, 3)
         return d
 
+    def explain(self, grammar: Any = None) -> str:
+        """A failure report: why, the states seen against the grammar, the watchdog's
+        longest gap, the transfers, the tail of the UART log and its path
+        (``fotabench.bench.explain``; ``grammar``: a custom dialect's)."""
+        from .explain import explain
+        return explain(self, grammar=grammar)
+
+    def assert_pass(self, grammar: Any = None) -> None:
+        """Raise ``UpgradeFailed`` (an AssertionError) whose message is
+        :meth:`explain` unless the upgrade passed."""
+        from .explain import assert_pass
+        assert_pass(self, grammar)
+
     def summary(self) -> str:
         """One line: outcome, slot, versions, why."""
         what = {"pass": "", "fail": f" [{self.check}]", "error": f" [{self.cause}]"}[self.outcome]
@@ -543,6 +556,11 @@ class Upgrade:
             # FTP file names are 24 characters at most (spec section 3).
             name = f"fw_{(self._pkg['md5'] or 'x' * 12)[:12]}.bin"
         try:
+            if name in server.packages and self._pkg["md5"] and _served_md5(
+                    server, name) != self._pkg["md5"]:
+                # A shared server already serves another file under this name (an app
+                # packaged on the fly is always pkg_<pid>_<n>.bin): serve ours by content.
+                name = f"fw_{self._pkg['md5'][:12]}.bin"
             if name not in server.packages:
                 server.add_package(path, name)
             return str(server.url_for(name, self.protocol, module=self.module_name))
@@ -1000,6 +1018,14 @@ class _Run:
     ready_t_ns: int = 0
     cut_done: bool = False
     faults_used: list[int] = field(default_factory=list)
+
+
+def _served_md5(server: Any, name: str) -> Optional[str]:
+    from ..checksum import md5_file
+    try:
+        return md5_file(Path(server.root) / name)
+    except Exception:  # noqa: BLE001 - not readable: treat as different
+        return None
 
 
 def _cause_of(e: BaseException) -> str:
