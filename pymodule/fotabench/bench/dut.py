@@ -151,7 +151,15 @@ _BOARD_FAULTS: dict[str, Callable[[str], tuple[str, Any]]] = {
     "http_timeout": lambda v: ("http_timeout", int(v)),
     "ftp_retry_ms": lambda v: ("ftp_retry_ms", int(v)),
     "flash_rate": lambda v: ("flash_rate", float(v)),
+    "line_fault": lambda v: ("line_fault", _line_fault(v)),
 }
+
+
+def _line_fault(value: str) -> str:
+    """``mode=flip,first=3,count=2`` (the station file's form) as the board's
+    ``--line-fault flip:3:2``."""
+    kv = dict(item.strip().partition("=")[::2] for item in value.split(",") if item.strip())
+    return f"{kv.get('mode', 'flip')}:{int(kv.get('first', 0))}:{int(kv.get('count', 1))}"
 
 BOARD_FAULTS = frozenset(_BOARD_FAULTS)
 
@@ -249,7 +257,9 @@ class Dut:
     def _virtual(cls, slot: SlotSpec, spec: VirtualSpec, timeline: Optional[Timeline],
                  log: Optional[Path], state_dir: Optional[PathLike]) -> "Dut":
         from ..sim import VirtualModule  # the board program is only needed here
-        app = Path(spec.app) if spec.app else bundled_agent("1.0.0", slot.model)
+        # A blank module to be flashed needs no app (no agent build just to erase it).
+        app: Optional[Path] = (Path(spec.app) if spec.app else None if spec.blank
+                               else bundled_agent("1.0.0", slot.model))
         # Short path: pty and socket paths must fit sun_path.
         tmp = None
         if state_dir is None:
@@ -268,7 +278,7 @@ class Dut:
             vm = VirtualModule(app, state, power=False, model=slot.model, stderr=board_log,
                                boot_timing=spec.boot_timing,
                                link_rate=spec.link_rate, latency_ms=spec.latency_ms,
-                               **board_fault_options(spec.faults))
+                               blank=spec.blank, **board_fault_options(spec.faults))
             try:
                 vm.start()
             except Exception as e:
@@ -279,7 +289,8 @@ class Dut:
             # The board's lines are the module's pins: PWRKEY and RESET act when low.
             wiring = {"PWRKEY": LineSpec("PWRKEY", True), "RESET": LineSpec("RESET", True),
                       "VBAT": LineSpec("VBAT"), "WDI": LineSpec("WDI")}
-            lines = _request_lines(chip, wiring, slot.name)
+            # An unwired virtual slot stands for a slot without GPIO: no lines.
+            lines = _request_lines(chip, wiring, slot.name) if spec.wired else {}
             modem = Modem(vm.uart1, name=slot.name, log=log, timeline=timeline)
             owned.append(modem)
             if tmp is not None:
