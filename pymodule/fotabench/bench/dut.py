@@ -368,6 +368,36 @@ class Dut:
             t0, _ = self.line("RESET").pulse(1, RESET_PULSE_S)
             self._power("reset", f"{RESET_PULSE_S} s", t_ns=t0)
 
+    # -- download mode (spec sections 9, 10; docs/flashing.md) ----------------------------
+    @property
+    def can_download_mode(self) -> bool:
+        """PWRKEY and VBAT wired: the bench can power the module up in download mode."""
+        return "PWRKEY" in self.lines and "VBAT" in self.lines
+
+    def hold_for_download(self, off_s: float = 0.3) -> None:
+        """First half of a power-up in download mode: PWRKEY held, VBAT cut, ``off_s``
+        for the module to die. :meth:`supply_on` is the second half, once the host's
+        handshake is running (the BootROM listens only ~150 ms after power-up)."""
+        with self._power_lock:
+            t = self.line("PWRKEY").set(1)
+            self._power("pwrkey_hold", "download mode", t_ns=t)
+            t = self.line("VBAT").set(0)
+            self._power("vbat_off", "download mode", t_ns=t)
+        time.sleep(off_s)
+
+    def supply_on(self) -> None:
+        """VBAT on (PWRKEY still held: the module powers up in download mode)."""
+        with self._power_lock:
+            t = self.line("VBAT").set(1)
+            self._power("vbat_on", "download mode", t_ns=t)
+
+    def release_pwrkey(self) -> None:
+        with self._power_lock:
+            ln = self.lines.get("PWRKEY")
+            if ln is not None and ln.get() == 1:
+                t = ln.set(0)
+                self._power("pwrkey_release", t_ns=t)
+
     def power_events_since(self, t_ns: int) -> list[PowerEvent]:
         return [e for e in list(self.power_events) if e.t_ns >= t_ns]
 
