@@ -14,6 +14,9 @@ def cmd_flash(args) -> int | None:
     from .flash import Flasher, trace_printer
     from .image import AppImage
 
+    if len(args.image) != 1:
+        raise _core.ArgumentError("--port flashes one module: give one image")
+    args.image = args.image[0]
     # The image first: a wrong file is said before the operator powers anything.
     image = AppImage.inspect(args.image)
     failed = [c for c in image.checks if not c.ok]
@@ -65,7 +68,7 @@ def cmd_flash_station(args) -> int:
                       handshake_timeout=args.handshake_timeout)
     run = fs.run(args.image, slots=slots, baud=args.baud, verify=args.verify,
                  reset=not args.no_reset, attempts=args.attempts,
-                 progress=None if not args.quiet else False)
+                 progress=not args.quiet)
     for name, r in run.results.items():
         fr = r.result
         what = (f"{fr.chip} at 0x{fr.address:08X}, {fr.resends} resends"
@@ -85,7 +88,9 @@ def add_parser(subparsers) -> None:
                     "the module with PWRKEY held low (download mode). Needs MediaTek's "
                     "download agent (MTK_AllInOne_DA.bin from Quectel's QFlash) via --da or "
                     "$FOTABENCH_DA.")
-    p.add_argument("image", metavar="APP.bin", help="app image with its GFH header")
+    p.add_argument("image", metavar="APP.bin", nargs="+",
+                   help="app image with its GFH header (with --station: one per model, "
+                        "each slot gets the one made for its model)")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", help="the module's UART1 (e.g. /dev/ttyUSB0)")
     where.add_argument("--station", metavar="FILE",

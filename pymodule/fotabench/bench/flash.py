@@ -163,10 +163,13 @@ class FlashStation:
         """Stop every slot's session within 50 ms (their outcome: error "interrupted")."""
         self._cancel.set()
 
-    def run(self, image: PathLike, *, slots: Optional[Sequence[str]] = None,
+    def run(self, image: Union[PathLike, Sequence[PathLike]], *,
+            slots: Optional[Sequence[str]] = None,
             baud: int = 921600, verify: bool = False, reset: bool = True, attempts: int = 1,
             progress: Optional[bool] = None) -> FlashRun:
         """Flash ``image`` into the selected slots (default all) at once; blocking.
+        ``image`` may be several images (a station of mixed models): each slot gets the
+        first one made for its model (by the load address in its header).
         Ctrl-C (KeyboardInterrupt on this thread) stops every slot: finished records are
         kept, stopped slots end as error "interrupted", ``exit_code`` 130.
 
@@ -175,30 +178,35 @@ class FlashStation:
         if attempts < 1:
             raise _core.ArgumentError("attempts must be 1 or more")
         chosen = self._select(slots)
-        path = Path(os.fspath(image))
-        # The image's header first (one for all slots): a bad file is said before any
-        # module is touched.
-        img = AppImage.inspect(path)
-        failed = [c for c in img.checks if not c.ok and c.name != "model"]
-        if failed:
-            raise _core.ImageError(f"{path}: {failed[0].name}: {failed[0].detail}")
-        data = path.read_bytes()
-        package = {"path": str(path), "size": len(data),
-                   "md5": hashlib.md5(data).hexdigest()}
+        paths = ([Path(os.fspath(image))] if isinstance(image, (str, os.PathLike))
+                 else [Path(os.fspath(i)) for i in image])
+        if not paths:
+            raise _core.ArgumentError("no image to flash")
+        # The images' headers first: a bad file is said before any module is touched.
+        images: list[_Image] = []
+        for path in paths:
+            img = AppImage.inspect(path)
+            failed = [c for c in img.checks if not c.ok and c.name != "model"]
+            if failed:
+                raise _core.ImageError(f"{path}: {failed[0].name}: {failed[0].detail}")
+            data = path.read_bytes()
+            images.append(_Image(path, img, data, {"path": str(path), "size": len(data),
+                                                   "md5": hashlib.md5(data).hexdigest()}))
         self._cancel.clear()
         recorder = Recorder(self.out_dir, db=self.db, station=self.station.name,
                             operator=self.operator,
-                            meta={"kind": "flash", "image": package})
+                            meta={"kind": "flash", "images": [i.package for i in images]})
         display = None
         if progress or (progress is None and sys.stderr.isatty()):
             from .progress import Progress
-            display = Progress(self.events, slots=chosen, title=f"flash {path.name}").start()
+            display = Progress(self.events, slots=chosen,
+                               title=f"flash {', '.join(p.name for p in paths)}").start()
         results: dict[str, SlotFlash] = {}
         threads = []
         for slot in chosen:
             t = threading.Thread(
                 target=self._slot_thread, name=f"fotabench-flash-{slot.name}",
-                args=(slot, path, data, package, img, recorder, results,
+                args=(slot, images, recorder, results,
                       dict(baud=baud, verify=verify, reset=reset), attempts))
             threads.append(t)
         interrupted = False
@@ -244,9 +252,12 @@ class FlashStation:
     def _emit(self, slot: str, kind: str, **kw: Any) -> None:
         self.events.publish(BenchEvent(now_ns(), slot, kind, **kw))
 
-    def _slot_thread(self, slot: SlotSpec, path: Path, data: bytes, package: dict[str, Any],
-                     img: AppImage, recorder: Any, results: dict[str, SlotFlash],
-                     opts: dict[str, Any], attempts: int) -> None:
+    def _slot_thread(self, slot: SlotSpec, images: list["_Image"], recorder: Any,
+                     results: dict[str, SlotFlash], opts: dict[str, Any],
+                     attempts: int) -> None:
+        # The slot's image: the first made for its model (MC60 and MC20 share one).
+        mine = next((i for i in images if slot.model in i.info.candidates), images[0])
+        path, img, data, package = mine.path, mine.info, mine.data, mine.package
         ids: list[str] = []
         last: Optional[SlotFlash] = None
         dut: Optional[Dut] = None
@@ -257,10 +268,10 @@ class FlashStation:
                 state: dict[str, Any] = {"phases": [], "mode": "operator", "power_from": t0}
                 try:
                     if slot.model not in img.candidates:
+                        given = ", ".join(f"{i.path.name} ({'/'.join(i.info.candidates) or '?'})"
+                                          for i in images)
                         raise _Verdict("error", "image_model",
-                                       f"{path.name} is for {'/'.join(img.candidates) or '?'} "
-                                       f"(load address 0x{img.load_address:08X}), the slot "
-                                       f"holds an {slot.model}")
+                                       f"no image for an {slot.model}: {given}")
                     if self._cancel.is_set():
                         raise _Cancelled()
                     if dut is None:
@@ -418,6 +429,14 @@ class FlashStation:
         except _core.FotabenchError as e:   # a full disk: said, the other slots go on
             print(f"fotabench: slot {slot.name}: record not written: {e}", file=sys.stderr)
             return None
+
+
+@dataclass(frozen=True)
+class _Image:
+    path: Path
+    info: AppImage
+    data: bytes
+    package: dict[str, Any]
 
 
 @dataclass
