@@ -85,7 +85,11 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "flash", help="flash an app image over UART through the MediaTek BootROM",
         description="Flash APP.bin into a module over its main UART: start this, then power "
-                    "the module with PWRKEY held low (download mode). Needs MediaTek's "
+                    "the module with PWRKEY held low (download mode). With --station, every "
+                    "(selected) slot at once: slots with PWRKEY and VBAT wired are powered "
+                    "into download mode by the station, the others' operator is told when; "
+                    "a record per slot (exit 0 all passed, 1 any fail/error, 130 Ctrl-C). "
+                    "Needs MediaTek's "
                     "download agent (MTK_AllInOne_DA.bin from Quectel's QFlash) via --da or "
                     "$FOTABENCH_DA.")
     p.add_argument("image", metavar="APP.bin", nargs="+",
