@@ -47,6 +47,7 @@ def cmd_flash(args) -> int | None:
           f"({r.model} image) in {took:.1f} s: data at {r.baud} baud, "
           f"{r.line_rate_ratio:.2f} of line rate, {r.resends} resends"
           f"{', verified' if r.verified else ''}{', module reset' if not args.no_reset else ''}")
+    return None
 
 
 def cmd_flash_station(args) -> int:

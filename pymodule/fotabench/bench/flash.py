@@ -325,6 +325,8 @@ class FlashStation:
                  log: Path, opts: dict[str, Any]) -> FlashResult:
         name = slot.name
         port = slot.port if dut.vm is None else dut.vm.uart1
+        if port is None:   # from_slot refuses a real slot without one
+            raise _Verdict("error", "port", f"slot {name}: no serial port given (port:)")
         phases: list[dict[str, Any]] = state["phases"]
 
         def phase(p: str) -> None:
