@@ -270,3 +270,30 @@ def test_cli_ctrl_c_mid_run_exit_130_records_kept_no_process_left(da_file, tmp_p
         assert (recs[s].outcome, recs[s].cause) == ("error", "interrupted")
         assert "write" in [ph["phase"] for ph in recs[s].flash["phases"]]
     assert "interrupted" in "".join(lines)
+
+
+def test_flash_record_is_schema_2_and_upgrade_records_stay_1():
+    from fotabench.records import PackageRef, Record, RecordError
+    common = dict(run_id="r1", station="st", slot="s1", outcome="pass", start_ns=1, end_ns=2,
+                  start_utc="2026-11-30T06:00:00.000000Z",
+                  end_utc="2026-11-30T06:00:01.000000Z",
+                  package=PackageRef("APP.bin", 10, "0" * 32))
+    flash = {"da": {"path": "DA.bin", "id": "x", "version": 4}, "baud": 921600,
+             "verify": False, "chip": "MT6261", "hw_id": 0x35C0, "model": "M66",
+             "address": 0x102C7000, "length": 10, "checksum": 5, "packets": 1, "resends": 0,
+             "erase_units": 1, "data_bytes": 13, "line_rate_ppm": 990000, "verified": False,
+             "download_mode": "gpio", "phases": [{"phase": "handshake", "t_ns": 1}],
+             "phase_ns": {"total": 1}}
+    r = Record.create(kind="flash", flash=flash, **common)
+    d = r.to_dict()
+    assert d["schema_version"] == 2 and d["flash"]["chip"] == "MT6261"
+    assert Record.from_dict(d) == r and Record.from_dict(d).flash == flash
+    up = Record.create(**common).to_dict()
+    assert up["schema_version"] == 1 and "flash" not in up
+    with pytest.raises(RecordError, match="flash"):
+        Record.create(kind="flash", **common)             # a flash record needs its section
+    with pytest.raises(RecordError):
+        Record.create(flash=flash, **common)              # an upgrade record has none
+    bad = dict(flash, line_rate_ppm=0.99)
+    with pytest.raises(RecordError, match="float|integer"):
+        Record.create(kind="flash", flash=bad, **common)
