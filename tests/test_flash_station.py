@@ -297,3 +297,28 @@ def test_flash_record_is_schema_2_and_upgrade_records_stay_1():
     bad = dict(flash, line_rate_ppm=0.99)
     with pytest.raises(RecordError, match="float|integer"):
         Record.create(kind="flash", flash=bad, **common)
+
+
+from hypothesis import given, strategies as hst  # noqa: E402
+
+_LF_ATOMS = hst.sampled_from(["mode", "first", "count", "times", "=", ",", "flip", "drop",
+                              "0", "3", "-1", "x", " ", "%", ":", "1e3", "99999999999"])
+
+
+@given(hst.lists(_LF_ATOMS, max_size=12).map("".join))
+def test_fuzz_line_fault_spec(rest):
+    """A station file's line_fault spec: a clear ValueError, or the board's option."""
+    import re
+    from fotabench.bench.dut import board_fault_options
+    from fotabench.bench.station import parse_fault
+    spec = "line_fault:" + rest
+    try:
+        f = parse_fault(spec)
+    except ValueError as e:
+        assert "\n" not in str(e) and spec in str(e)
+        return
+    assert f.where == "module" and f.params["mode"] in ("flip", "drop")
+    opt = board_fault_options((spec,))["line_fault"]
+    assert re.fullmatch(r"(flip|drop):\d+:\d+", opt), opt
+    assert 0 <= f.params["first"] <= 10**6 and 1 <= f.params.get("count", 1) <= 10**6
+    assert opt == f"{f.params['mode']}:{f.params['first']}:{f.params.get('count', 1)}"

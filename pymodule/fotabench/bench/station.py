@@ -435,8 +435,11 @@ def parse_fault(spec: str) -> FaultSpec:
                         raise ValueError("at must be within 0..100%")
                 else:
                     params[key] = int(value)
-                    if params[key] < (1 if key == "times" else 0):
-                        raise ValueError(f"{key} must be {'>= 1' if key == 'times' else '>= 0'}")
+                    if params[key] < (1 if key in ("times", "count") else 0):
+                        raise ValueError(f"{key} must be "
+                                         f"{'>= 1' if key in ('times', 'count') else '>= 0'}")
+                    if key in ("first", "count") and params[key] > 1_000_000:
+                        raise ValueError(f"{key} must be at most 1000000 (packets)")
             except ValueError as e:
                 raise ValueError(f"fault {spec!r}: {key}: {e}") from None
         if kind == "power_cut" and "at" not in params and "at_percent" not in params:
