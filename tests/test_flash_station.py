@@ -158,15 +158,21 @@ def test_unwired_slot_prompts_the_operator_and_an_unpowered_one_is_an_error(apps
     assert run.exit_code == 1
 
 
-def test_slot_without_an_image_for_its_model_is_an_error_before_it_is_touched(apps, da_file,
+def test_slot_without_its_image_or_its_port_is_an_error_before_it_is_touched(apps, da_file,
                                                                             tmp_path):
-    st = station_file(tmp_path / "st.yaml", slot("c1", "MC60"))
+    st = station_file(tmp_path / "st.yaml", slot("c1", "MC60")
+                      + f"  - {{name: r1, model: M66, port: {tmp_path}/no-such-tty}}\n")
     fs = FlashStation(st, da=da_file, out_dir=tmp_path / "run", db=False, handshake_timeout=5)
     run = fs.run(apps["M66"])
     r = run.results["c1"]
     assert (r.outcome, r.cause) == ("error", "image_model") and "MC60" in r.detail
-    rec = Run.open(run.run_dir).records[0]
+    recs = {x.slot: x for x in Run.open(run.run_dir).records}
+    rec = recs["c1"]
     assert rec.cause == "image_model" and rec.power == () and rec.flash["phases"] == []
+    # A real slot whose port is not there: the station's error, said with the port.
+    r = run.results["r1"]
+    assert (r.outcome, r.cause) == ("error", "port") and "no-such-tty" in r.detail
+    assert recs["r1"].cause == "port"
 
 
 def test_classify_by_evidence():
