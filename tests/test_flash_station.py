@@ -76,7 +76,8 @@ def test_four_slots_two_families_at_once_one_line_fault(apps, da_file, tmp_path)
     took = time.monotonic() - t0
     res = run.results
     assert {s: r.outcome for s, r in res.items()} == {
-        "m1": "pass", "m2": "pass", "c1": "pass", "c2": "fail"}, {s: r.reason for s, r in res.items()}
+        "m1": "pass", "m2": "pass", "c1": "pass", "c2": "fail"}, \
+        {s: r.reason for s, r in res.items()}
     assert run.exit_code == 1 and not run.interrupted
     assert res["c2"].check == "checksum" and "refused 4 times" in res["c2"].detail
     for s, chip, model in (("m1", "MT6261", "M66"), ("m2", "MT6261", "M66"),

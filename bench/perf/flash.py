@@ -122,7 +122,8 @@ def main() -> int:
                 print(f"{len(bad)} station slots failed: {bad[0].reason}")
                 return 1
             sw = [r.result.write_ns / 1e9 for r in run.results.values() if r.result]
-            print(f"{args.modules} slots by FlashStation: write phase mean {statistics.mean(sw):.2f} s, "
+            print(f"{args.modules} slots by FlashStation: write phase mean "
+                  f"{statistics.mean(sw):.2f} s, "
                   f"batch wall {swall:.2f} s (records in the run directory: "
                   f"{len(list((tmp / 'run' / 'records').iterdir()))})")
             print(f"ratio FlashStation / bare Flasher threads: write phase "
