@@ -27,7 +27,6 @@ from fotabench.records import Run, validate
 import fotabench
 
 from flash_helpers import make_da_file
-from tool_env import tool_env
 from vm_helpers import build_app
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux ptys")
@@ -188,15 +187,15 @@ def test_cli_station_bad_input_one_line(apps, da_file, tmp_path):
     base = [sys.executable, "-m", "fotabench", "flash", str(apps["M66"]), "--station", str(st),
             "--out", str(tmp_path / "run"), "--db", str(tmp_path / "fb.sqlite")]
     r = subprocess.run(base, capture_output=True, text=True,
-                       env={**tool_env(), "FOTABENCH_DA": ""}, timeout=60)
+                       env={**os.environ, "FOTABENCH_DA": ""}, timeout=60)
     assert r.returncode == 2 and "MTK_AllInOne_DA.bin" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
     r = subprocess.run(base + ["--da", str(apps["M66"])], capture_output=True, text=True,
-                       env=tool_env(), timeout=60)   # not an agent file
+                       env=dict(os.environ), timeout=60)   # not an agent file
     assert r.returncode == 1 and "not a download agent file" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     r = subprocess.run(base + ["--da", str(da_file), "--slots", "zz"], capture_output=True,
-                       text=True, env=tool_env(), timeout=60)
+                       text=True, env=dict(os.environ), timeout=60)
     assert r.returncode == 2 and "no slot 'zz'" in r.stderr and "m1" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()   # refused before any slot was touched
@@ -238,7 +237,7 @@ def test_cli_ctrl_c_mid_run_exit_130_records_kept_no_process_left(da_file, tmp_p
                           str(st), "--da", str(da_file), "--baud", "115200", "--out", str(out),
                           "--db", str(tmp_path / "fb.sqlite"), "--handshake-timeout", "30"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env=tool_env())
+                         env=dict(os.environ))   # a fotabench child keeps ASan's preload
     lines: list[str] = []
     seen = threading.Event()
 
