@@ -267,7 +267,7 @@ class FlashStation:
             for attempt in range(1, attempts + 1):
                 t0, u0 = now_ns(), _utc()
                 self._emit(slot.name, "attempt", attempt=attempt, extra={"model": slot.model})
-                state: dict[str, Any] = {"phases": [], "mode": "operator", "power_from": t0}
+                state: dict[str, Any] = {"phases": [], "mode": "operator"}
                 try:
                     if slot.model not in img.candidates:
                         given = ", ".join(f"{i.path.name} ({'/'.join(i.info.candidates) or '?'})"
