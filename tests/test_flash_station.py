@@ -109,6 +109,7 @@ def test_four_slots_two_families_at_once_one_line_fault(apps, da_file, tmp_path)
         assert d["flash"]["download_mode"] == "gpio"
         assert [p["event"] for p in d["power"]][:3] == ["pwrkey_hold", "vbat_off", "vbat_on"]
         assert (run.run_dir / d["logs"]["uart1"]).stat().st_size > 0
+        assert "module powered on" in (run.run_dir / d["logs"]["board"]).read_text()
     assert recs["c1"].flash["chip"] == "MT2503" and recs["c1"].flash["verified"]
     assert recs["c1"].package.path.endswith("mc60.bin")
     assert recs["m1"].flash["address"] == 0x102C7000 and recs["m1"].package.path.endswith("m66.bin")

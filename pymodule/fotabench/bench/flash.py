@@ -278,7 +278,11 @@ class FlashStation:
                         raise _Cancelled()
                     if dut is None:
                         try:
-                            dut = Dut.from_slot(slot, timeline=self.timeline)
+                            # log_dir: a virtual module's board messages go to
+                            # logs/<slot>/<slot>.board.log, not through the display.
+                            dut = Dut.from_slot(
+                                slot, timeline=self.timeline,
+                                log_dir=recorder.run.log_dir(slot.name, 1).parent)
                         except Exception as e:
                             raise _Verdict("error", "port", str(e)) from e
                         with self._lock:
@@ -401,6 +405,9 @@ class FlashStation:
         log = run.log_path(slot.name, sf.attempt, "uart1")
         if log.exists():
             logs["uart1"] = run.relative(log)
+        board = log.parents[1] / f"{slot.name}.board.log"
+        if board.exists():
+            logs["board"] = run.relative(board)
         done = {p["phase"] for p in state["phases"]}
         flash = {
             "da": {"path": self.da, "id": self.da_info.get("id"),
