@@ -291,7 +291,7 @@ def test_every_error_is_reported_at_once():
         "st.yaml:6: slots[0].model: expected one of M66, MC60, MC60E, M26, MC20, got 'M67'",
         "st.yaml:7: slots[1].name: duplicate slot name 'a' (first at line 5)",
         "st.yaml:8: slots[1].virtual.faults[0]: fault 'nope': unknown kind 'nope'; one of "
-        "attach_fail, chunked, corrupt, drop, login_fail, pdp_fail, power_cut, redirect, "
+        "attach_fail, chunked, corrupt, drop, line_fault, login_fail, pdp_fail, power_cut, redirect, "
         "refuse, size_lie, slow_accept, stall, status, throttle, truncate, wrong_length",
     ]
 

@@ -12,6 +12,11 @@
    by every session) against one alone: the ratio of the mean write-phase time, and of
    the wall time of the whole batch.
 
+3. --station: the same modules flashed by FlashStation from a station file (blank
+   virtual slots wired, so the station powers them into download mode; events, a record
+   per slot in a run directory) against the bare Flasher batch of step 2: the overhead
+   of the station side, as ratios of the mean write phase and of the batch wall time.
+
 --quick skips the 115200 run. Exit status 1 when a flash fails; figures never fail it.
 """
 from __future__ import annotations
@@ -56,6 +61,8 @@ def main() -> int:
     ap.add_argument("--size-kb", type=int, default=300)
     ap.add_argument("--modules", type=int, default=8)
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--station", action="store_true",
+                    help="also flash the modules with FlashStation (step 3)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="fbflb"))
     size = args.size_kb * 1024
@@ -100,6 +107,28 @@ def main() -> int:
         print(f"ratio {args.modules} at once / one alone: write phase "
               f"{statistics.mean(writes) / (alone.write_ns / 1e9):.3f}, session "
               f"{statistics.mean(totals) / (alone.total_ns / 1e9):.3f}")
+        if args.station:
+            from fotabench.bench.flash import FlashStation
+            st = tmp / "station.yaml"
+            st.write_text("version: 1\nstation: perf\nslots:\n" + "".join(
+                f"  - {{name: s{i}, virtual: {{blank: true, boot_timing: fast}}}}\n"
+                for i in range(args.modules)))
+            t0 = time.monotonic()
+            run = FlashStation(st, da=da, out_dir=tmp / "run", db=False,
+                               handshake_timeout=30).run(image, baud=921600, progress=False)
+            swall = time.monotonic() - t0
+            bad = [r for r in run.results.values() if not r.ok]
+            if bad:
+                print(f"{len(bad)} station slots failed: {bad[0].reason}")
+                return 1
+            sw = [r.result.write_ns / 1e9 for r in run.results.values() if r.result]
+            print(f"{args.modules} slots by FlashStation: write phase mean "
+                  f"{statistics.mean(sw):.2f} s, "
+                  f"batch wall {swall:.2f} s (records in the run directory: "
+                  f"{len(list((tmp / 'run' / 'records').iterdir()))})")
+            print(f"ratio FlashStation / bare Flasher threads: write phase "
+                  f"{statistics.mean(sw) / statistics.mean(writes):.3f}, batch wall "
+                  f"{swall / wall:.3f}")
     finally:
         import shutil
         shutil.rmtree(tmp, ignore_errors=True)

@@ -2,7 +2,8 @@
  * whole session with the GIL released; the trace, progress and cancel callbacks take it
  * back for a moment. Ctrl-C is seen by the cancel poll (every 50 ms at most) and ends
  * the session with KeyboardInterrupt; an exception in a Python callback ends it too and
- * is re-raised. */
+ * is re-raised. Signals reach only the main thread, so a session on another thread (a
+ * station's slot) is stopped through the cancel callable, asked at the same poll. */
 #include "serialobj.h"
 
 #include "fotabench/flash.h"
@@ -10,6 +11,7 @@
 typedef struct flash_ctx {
     PyObject *progress; /* callable or NULL */
     PyObject *trace;    /* callable or NULL */
+    PyObject *cancel;   /* callable or NULL: truthy (or raising) stops the session */
     PyObject *exc_type, *exc_value, *exc_tb; /* the first exception, kept for the caller */
 } flash_ctx;
 
@@ -33,6 +35,17 @@ static int on_cancel(void *ctx)
     if (!stop && PyErr_CheckSignals() < 0) {
         keep_exception(c);
         stop = 1;
+    }
+    if (!stop && c->cancel) {
+        PyObject *r = PyObject_CallNoArgs(c->cancel);
+        int yes = r ? PyObject_IsTrue(r) : -1;
+        Py_XDECREF(r);
+        if (yes > 0)
+            PyErr_SetString(PyExc_KeyboardInterrupt, "flash cancelled");
+        if (yes != 0) {
+            keep_exception(c);
+            stop = 1;
+        }
     }
     PyGILState_Release(g);
     return stop;
@@ -180,17 +193,18 @@ static PyObject *py_flash(PyObject *module, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"port",       "da",        "image",  "baud",     "verify",
                              "reset",      "handshake_timeout",   "answer_timeout",
-                             "max_resends", "timeline", "source", "progress", "trace", NULL};
+                             "max_resends", "timeline", "source", "progress", "trace", "cancel",
+                             NULL};
     PyObject *port_obj, *da_path = NULL, *timeline = Py_None, *progress = Py_None,
-                        *trace = Py_None, *hs = Py_None;
+                        *trace = Py_None, *hs = Py_None, *cancel = Py_None;
     Py_buffer image;
     int baud = 921600, verify = 0, reset = 1, max_resends = 3;
     double answer_timeout = 3.0;
     const char *source = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO&y*|ippOdiOzOO:flash", kwlist, &port_obj,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO&y*|ippOdiOzOOO:flash", kwlist, &port_obj,
                                      PyUnicode_FSConverter, &da_path, &image, &baud, &verify,
                                      &reset, &hs, &answer_timeout, &max_resends, &timeline,
-                                     &source, &progress, &trace)) {
+                                     &source, &progress, &trace, &cancel)) {
         Py_XDECREF(da_path);
         return NULL;
     }
@@ -200,7 +214,7 @@ static PyObject *py_flash(PyObject *module, PyObject *args, PyObject *kwargs)
     fb_flash_config cfg;
     fb_flash_config_init(&cfg);
     int64_t hs_ns;
-    flash_ctx ctx = {NULL, NULL, NULL, NULL, NULL};
+    flash_ctx ctx = {NULL, NULL, NULL, NULL, NULL, NULL};
     SerialObject *port = NULL;
     if (!PyObject_TypeCheck(port_obj, (PyTypeObject *)st->serial_type)) {
         PyErr_SetString(PyExc_TypeError, "port must be a fotabench._core.SerialPort");
@@ -230,6 +244,13 @@ static PyObject *py_flash(PyObject *module, PyObject *args, PyObject *kwargs)
         ctx.progress = progress;
     if (trace != Py_None)
         ctx.trace = trace;
+    if (cancel != Py_None) {
+        if (!PyCallable_Check(cancel)) {
+            PyErr_SetString(PyExc_TypeError, "cancel must be callable or None");
+            goto out;
+        }
+        ctx.cancel = cancel;
+    }
     cfg.progress = on_progress;
     cfg.trace = on_trace;
     cfg.cancel.stop = on_cancel;
@@ -275,7 +296,7 @@ PyMethodDef core_flash_methods[] = {
     {"flash", (PyCFunction)(void (*)(void))py_flash, METH_VARARGS | METH_KEYWORDS,
      "flash(port, da, image, baud=921600, verify=False, reset=True, handshake_timeout=None, "
      "answer_timeout=3.0, max_resends=3, timeline=None, source=None, progress=None, "
-     "trace=None) -> dict\n\nFlash an app image through the BootROM (GIL released)."},
+     "trace=None, cancel=None) -> dict\n\nFlash an app image through the BootROM (GIL released)."},
     {"da_inspect", py_da_inspect, METH_O, "da_inspect(path) -> dict\n\nRead a DA file."},
     {"flash_chips", py_chips, METH_NOARGS,
      "flash_chips() -> list\n\n(name, hw_id, da_hw_code, models) of the chips known."},

@@ -31,6 +31,10 @@ def _slot_text(slot: SlotSpec) -> str:
             bits.append(f"link {v.link_rate}" + (" bit/s" if isinstance(v.link_rate, int) else ""))
         if v.faults:
             bits.append("faults " + " ".join(v.faults))
+        if v.blank:
+            bits.append("blank")
+        if not v.wired:
+            bits.append("not wired")
         return ", ".join(bits)
     where = f"{slot.port} @ {slot.baud}"
     if slot.gpio_chip:

@@ -148,7 +148,8 @@ class Flasher:
     def flash(self, image: ImageArg, *, verify: bool = False, baud: int = 921600,
               reset: bool = True, progress: ProgressFn | None = None,
               trace: TraceFn | bool | None = None,
-              power_up: Callable[[], object] | None = None) -> FlashResult:
+              power_up: Callable[[], object] | None = None,
+              cancel: Callable[[], object] | None = None) -> FlashResult:
         """Check the image, wait for the BootROM, flash, and (``reset``) boot it.
 
         ``power_up`` (a station with GPIO wiring: VBAT on with PWRKEY held low) is called
@@ -158,6 +159,10 @@ class Flasher:
         ``progress(phase, done, total)`` per agent chunk, erase unit, packet and
         read-back packet; ``trace(direction, data, t_ns)`` for every byte on the wire
         (``True``: print them to stderr as esptool --trace does).
+
+        ``cancel()`` is asked every 50 ms at most: truthy ends the session with
+        KeyboardInterrupt, an exception it raises ends it with that exception (Ctrl-C
+        reaches only the main thread; a flash on another thread is stopped this way).
         """
         data = image if isinstance(image, bytes) else _read_image(image)
         if trace is True:
@@ -175,7 +180,7 @@ class Flasher:
                 handshake_timeout=self.handshake_timeout, answer_timeout=self.answer_timeout,
                 max_resends=self.max_resends,
                 timeline=None if self.timeline is None else self.timeline._core,
-                source=self.source, progress=progress, trace=trace)
+                source=self.source, progress=progress, trace=trace, cancel=cancel)
         finally:
             if helper is not None:
                 helper.cancel()

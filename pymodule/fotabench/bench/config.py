@@ -47,6 +47,9 @@ class VirtualSpec:
     link_rate: Optional[int | str] = None   # bit/s or "unlimited"; None = the board's default
     latency_ms: Optional[int] = None
     faults: tuple[str, ...] = ()       # fault specs, e.g. "drop:at=50%,times=1", "power-cut:at=40%"
+    blank: bool = False                # starts with its app area erased (to be flashed first)
+    wired: bool = True                 # False: the bench drives none of its lines, as a slot
+                                       # without GPIO wiring (the operator powers it)
 
 
 @dataclass(frozen=True)

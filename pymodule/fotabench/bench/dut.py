@@ -151,7 +151,15 @@ _BOARD_FAULTS: dict[str, Callable[[str], tuple[str, Any]]] = {
     "http_timeout": lambda v: ("http_timeout", int(v)),
     "ftp_retry_ms": lambda v: ("ftp_retry_ms", int(v)),
     "flash_rate": lambda v: ("flash_rate", float(v)),
+    "line_fault": lambda v: ("line_fault", _line_fault(v)),
 }
+
+
+def _line_fault(value: str) -> str:
+    """``mode=flip,first=3,count=2`` (the station file's form) as the board's
+    ``--line-fault flip:3:2``."""
+    kv = dict(item.strip().partition("=")[::2] for item in value.split(",") if item.strip())
+    return f"{kv.get('mode', 'flip')}:{int(kv.get('first', 0))}:{int(kv.get('count', 1))}"
 
 BOARD_FAULTS = frozenset(_BOARD_FAULTS)
 
@@ -249,7 +257,9 @@ class Dut:
     def _virtual(cls, slot: SlotSpec, spec: VirtualSpec, timeline: Optional[Timeline],
                  log: Optional[Path], state_dir: Optional[PathLike]) -> "Dut":
         from ..sim import VirtualModule  # the board program is only needed here
-        app = Path(spec.app) if spec.app else bundled_agent("1.0.0", slot.model)
+        # A blank module to be flashed needs no app (no agent build just to erase it).
+        app: Optional[Path] = (Path(spec.app) if spec.app else None if spec.blank
+                               else bundled_agent("1.0.0", slot.model))
         # Short path: pty and socket paths must fit sun_path.
         tmp = None
         if state_dir is None:
@@ -268,7 +278,7 @@ class Dut:
             vm = VirtualModule(app, state, power=False, model=slot.model, stderr=board_log,
                                boot_timing=spec.boot_timing,
                                link_rate=spec.link_rate, latency_ms=spec.latency_ms,
-                               **board_fault_options(spec.faults))
+                               blank=spec.blank, **board_fault_options(spec.faults))
             try:
                 vm.start()
             except Exception as e:
@@ -279,7 +289,8 @@ class Dut:
             # The board's lines are the module's pins: PWRKEY and RESET act when low.
             wiring = {"PWRKEY": LineSpec("PWRKEY", True), "RESET": LineSpec("RESET", True),
                       "VBAT": LineSpec("VBAT"), "WDI": LineSpec("WDI")}
-            lines = _request_lines(chip, wiring, slot.name)
+            # An unwired virtual slot stands for a slot without GPIO: no lines.
+            lines = _request_lines(chip, wiring, slot.name) if spec.wired else {}
             modem = Modem(vm.uart1, name=slot.name, log=log, timeline=timeline)
             owned.append(modem)
             if tmp is not None:
@@ -356,6 +367,36 @@ class Dut:
         with self._power_lock:
             t0, _ = self.line("RESET").pulse(1, RESET_PULSE_S)
             self._power("reset", f"{RESET_PULSE_S} s", t_ns=t0)
+
+    # -- download mode (spec sections 9, 10; docs/flashing.md) ----------------------------
+    @property
+    def can_download_mode(self) -> bool:
+        """PWRKEY and VBAT wired: the bench can power the module up in download mode."""
+        return "PWRKEY" in self.lines and "VBAT" in self.lines
+
+    def hold_for_download(self, off_s: float = 0.3) -> None:
+        """First half of a power-up in download mode: PWRKEY held, VBAT cut, ``off_s``
+        for the module to die. :meth:`supply_on` is the second half, once the host's
+        handshake is running (the BootROM listens only ~150 ms after power-up)."""
+        with self._power_lock:
+            t = self.line("PWRKEY").set(1)
+            self._power("pwrkey_hold", "download mode", t_ns=t)
+            t = self.line("VBAT").set(0)
+            self._power("vbat_off", "download mode", t_ns=t)
+        time.sleep(off_s)
+
+    def supply_on(self) -> None:
+        """VBAT on (PWRKEY still held: the module powers up in download mode)."""
+        with self._power_lock:
+            t = self.line("VBAT").set(1)
+            self._power("vbat_on", "download mode", t_ns=t)
+
+    def release_pwrkey(self) -> None:
+        with self._power_lock:
+            ln = self.lines.get("PWRKEY")
+            if ln is not None and ln.get() == 1:
+                t = ln.set(0)
+                self._power("pwrkey_release", t_ns=t)
 
     def power_events_since(self, t_ns: int) -> list[PowerEvent]:
         return [e for e in list(self.power_events) if e.t_ns >= t_ns]

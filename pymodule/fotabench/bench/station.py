@@ -41,7 +41,10 @@ FORMAT_VERSION = 1
 MODELS = ("M66", "MC60", "MC60E", "M26", "MC20")
 #: Faults the virtual module itself suffers (the rest are the package server's, see
 #: fotabench.server.faults): key -> the keys it takes.
-MODULE_FAULTS = {"power_cut": ("at", "times"), "attach_fail": (), "pdp_fail": ()}
+MODULE_FAULTS = {"power_cut": ("at", "times"), "attach_fail": (), "pdp_fail": (),
+                 # UART1 flips a bit in, or drops a byte of, flash write packets first..
+                 # first+count-1 (docs/flashing.md): only a flash meets it.
+                 "line_fault": ("mode", "first", "count")}
 
 Path = tuple[Union[str, int], ...]
 _MAX_NODES = 100_000   # aliases may expand a small text into a huge tree
@@ -420,6 +423,11 @@ def parse_fault(spec: str) -> FaultSpec:
             if key not in MODULE_FAULTS[kind]:
                 allowed = ", ".join(MODULE_FAULTS[kind]) or "no keys"
                 raise ValueError(f"fault {spec!r}: unknown key {key!r} ({kind} takes {allowed})")
+            if key == "mode":
+                if value not in ("flip", "drop"):
+                    raise ValueError(f"fault {spec!r}: mode must be flip or drop")
+                params[key] = value
+                continue
             try:
                 if key == "at" and value.endswith("%"):
                     params["at_percent"] = float(value[:-1])
@@ -427,13 +435,18 @@ def parse_fault(spec: str) -> FaultSpec:
                         raise ValueError("at must be within 0..100%")
                 else:
                     params[key] = int(value)
-                    if params[key] < (1 if key == "times" else 0):
-                        raise ValueError(f"{key} must be {'>= 1' if key == 'times' else '>= 0'}")
+                    if params[key] < (1 if key in ("times", "count") else 0):
+                        raise ValueError(f"{key} must be "
+                                         f"{'>= 1' if key in ('times', 'count') else '>= 0'}")
+                    if key in ("first", "count") and params[key] > 1_000_000:
+                        raise ValueError(f"{key} must be at most 1000000 (packets)")
             except ValueError as e:
                 raise ValueError(f"fault {spec!r}: {key}: {e}") from None
         if kind == "power_cut" and "at" not in params and "at_percent" not in params:
             raise ValueError(f"fault {spec!r}: power_cut needs at=N% (of the download) "
                              "or at=BYTES")
+        if kind == "line_fault" and ("mode" not in params or "first" not in params):
+            raise ValueError(f"fault {spec!r}: line_fault needs mode=flip|drop and first=PACKET")
         return FaultSpec(spec, kind, "module", params)
     from ..server.faults import KINDS, Fault   # only files with faults pay for it
     if kind not in KINDS:
@@ -607,7 +620,9 @@ def _build(data: dict[str, Any], file: Optional[str], base: str) -> StationSpec:
                 boot_timing=opts.get("boot_timing", "real"),
                 link_rate=None if rate is None else parse_link_rate(rate),
                 latency_ms=opts.get("latency_ms"),
-                faults=tuple(opts.get("faults", ())))
+                faults=tuple(opts.get("faults", ())),
+                blank=bool(opts.get("blank", False)),
+                wired=bool(opts.get("wired", True)))
         slots.append(SlotSpec(
             name=raw["name"],
             model=raw.get("model", "M66"),

@@ -43,7 +43,7 @@ def junit_xml(meta: Mapping[str, Any], records: Sequence[Record]) -> bytes:
             ET.SubElement(props, "property", name=key, value=str(meta[key]))
     for r in sorted(records, key=lambda r: (r.slot, r.attempt, r.start_ns)):
         case = ET.SubElement(suite, "testcase", classname=f"fotabench.{station}.{r.slot}",
-                             name=f"upgrade {r.slot} attempt {r.attempt}",
+                             name=f"{r.kind} {r.slot} attempt {r.attempt}",
                              time=_time(r.end_ns - r.start_ns))
         cprops = ET.SubElement(case, "properties")
         for key, value in (("imei", r.module.imei), ("slot", r.slot),
@@ -57,7 +57,10 @@ def junit_xml(meta: Mapping[str, Any], records: Sequence[Record]) -> bytes:
             el = ET.SubElement(case, "error", message=r.reason, type=str(r.cause))
             el.text = _case_text(r)
         out = ET.SubElement(case, "system-out")
-        out.text = "\n".join(f"{s.state}({s.percent})" for s in r.states) or None
+        if r.kind == "flash" and r.flash:   # a flash has phases, not module states
+            out.text = " ".join(str(p["phase"]) for p in r.flash.get("phases", ())) or None
+        else:
+            out.text = "\n".join(f"{s.state}({s.percent})" for s in r.states) or None
     ET.indent(root)
     data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return data + b"\n"

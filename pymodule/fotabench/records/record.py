@@ -27,8 +27,11 @@ __all__ = [
     "canonical_json", "compute_digest", "load_schema", "utc_now", "validate",
 ]
 
-SCHEMA_VERSION = 1
-KINDS = ("upgrade",)
+#: The newest record schema this fotabench reads. Version 2 adds kind "flash" and its
+#: ``flash`` section; upgrade records are still written as version 1 (every record ever
+#: written stays valid, and an older fotabench still reads them), flash records as 2.
+SCHEMA_VERSION = 2
+KINDS = ("upgrade", "flash")
 OUTCOMES = ("pass", "fail", "error")
 # opencpu-fota.md §2: Upgrade_State values 0..9.
 STATE_NAMES = ("UP_FOTAINITFAIL", "UP_START", "UP_URLDECODEFAIL", "UP_CONNECTING",
@@ -84,9 +87,17 @@ def load_schema(version: int = SCHEMA_VERSION) -> dict[str, Any]:
 
 
 @lru_cache(maxsize=None)
-def _validator() -> Any:
+def _validator(version: int = SCHEMA_VERSION) -> Any:
     import jsonschema
-    return jsonschema.Draft202012Validator(load_schema())
+    return jsonschema.Draft202012Validator(load_schema(version))
+
+
+def _version_of(d: Mapping[str, Any]) -> int:
+    v = d.get("schema_version")
+    # Each record is checked against the schema of its own version (1 or 2); anything
+    # else is checked against the newest, whose const then names the problem.
+    return v if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= SCHEMA_VERSION \
+        else SCHEMA_VERSION
 
 
 def _check_version(d: Mapping[str, Any], what: str) -> None:
@@ -101,7 +112,7 @@ def _check_version(d: Mapping[str, Any], what: str) -> None:
 def validate(d: Mapping[str, Any], what: str = "record") -> None:
     """Raise RecordError unless ``d`` is valid against the record schema."""
     _check_version(d, what)
-    error = next(iter(_validator().iter_errors(d)), None)
+    error = next(iter(_validator(_version_of(d)).iter_errors(d)), None)
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
         raise RecordError(f"{what} is not a valid fotabench record: at {where}: "
@@ -237,7 +248,8 @@ class Record:
     host: str
     digest: str
     kind: str = "upgrade"
-    schema_version: int = SCHEMA_VERSION
+    schema_version: int = 1
+    flash: Optional[Mapping[str, Any]] = None   # kind "flash" only (schema version 2)
     _dict: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -245,6 +257,8 @@ class Record:
         # Its digest is whatever was given; a reader verifies it.
         if not self._dict:
             d = {k: _plain(getattr(self, k)) for k in self.__dataclass_fields__ if k != "_dict"}
+            if d.get("flash") is None:
+                d.pop("flash", None)    # no such field in an upgrade record
             object.__setattr__(self, "_dict", json.loads(json.dumps(d)))
 
     @classmethod
@@ -257,10 +271,12 @@ class Record:
                power: Sequence[PowerEvent] = (), check: Optional[str] = None,
                cause: Optional[str] = None, detail: str = "",
                logs: Optional[Mapping[str, str]] = None, kind: str = "upgrade",
+               flash: Optional[Mapping[str, Any]] = None,
                id: Optional[str] = None, host: Optional[str] = None,
                fotabench_version: str = __version__) -> "Record":
         d: dict[str, Any] = {
-            "schema_version": SCHEMA_VERSION, "kind": kind,
+            # An upgrade record is still a version-1 record; a flash record needs 2.
+            "schema_version": 2 if kind == "flash" else 1, "kind": kind,
             "id": id or uuid.uuid4().hex, "run_id": run_id, "station": station,
             "slot": slot, "operator": operator, "attempt": attempt,
             "max_attempts": max_attempts, "module": _plain(module),
@@ -272,6 +288,8 @@ class Record:
             "end_utc": end_utc, "fotabench_version": fotabench_version,
             "host": host or socket.gethostname(),
         }
+        if flash is not None:
+            d["flash"] = _plain(flash)
         d["digest"] = compute_digest(d)
         return cls.from_dict(d)
 
@@ -310,6 +328,7 @@ class Record:
                 end_ns=d["end_ns"], start_utc=d["start_utc"], end_utc=d["end_utc"],
                 fotabench_version=d["fotabench_version"], host=d["host"],
                 digest=d["digest"], kind=d["kind"], schema_version=d["schema_version"],
+                flash=d.get("flash"),
                 _dict=json.loads(json.dumps(d)))
         except (KeyError, TypeError) as e:
             raise RecordError(f"{what} is not a valid fotabench record: {e}") from None
