@@ -134,6 +134,45 @@ def test_close_from_another_thread_ends_a_blocked_read_and_command(peer):
         assert isinstance(outcome.get("e"), fotabench.ClosedError), (call, outcome)
 
 
+@pytest.mark.parametrize("owns_port", [True, False], ids=["own-port", "given-port"])
+@pytest.mark.parametrize("call", ["command", "next_line", "expect"])
+def test_modem_close_from_another_thread_ends_its_waits(peer, call, owns_port):
+    """Upgrade.cancel closes a slot's Modem while the slot's thread waits on it: the
+    engine was freed under the waiter (a segfault in the bench's cancel test). The
+    waiter must get ClosedError, the process must live, and the port stay usable."""
+    port = None if owns_port else SerialPort(peer.path)
+    modem = Modem(peer.path if owns_port else port)
+    outcome: dict = {}
+    started = threading.Event()
+
+    def run() -> None:
+        started.set()
+        try:
+            if call == "command":
+                modem.command("AT", timeout=None)
+            elif call == "next_line":
+                modem.next_line(timeout=None)
+            else:
+                modem.expect("+NEVER", timeout=None)
+        except BaseException as e:  # noqa: BLE001
+            outcome["e"] = e
+
+    for _ in range(20):  # the race is narrow: close at many points of the wait
+        outcome.clear()
+        started.clear()
+        t = threading.Thread(target=run)
+        t.start()
+        assert started.wait(5)
+        modem.close()
+        t.join(5)
+        assert not t.is_alive(), call
+        assert isinstance(outcome.get("e"), fotabench.ClosedError), (call, outcome)
+        modem = Modem(peer.path if owns_port else port)  # attaching again works
+    modem.close()
+    if port is not None:
+        port.close()
+
+
 # --- item 13: one timeout rule at every entry point -------------------------------
 
 def entry_points(peer_path: str, board_path: str):

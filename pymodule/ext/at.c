@@ -42,12 +42,33 @@ void core_serial_at_detach(SerialObject *self)
 {
     if (!self->at)
         return;
+    /* A Modem closed from one thread while another waits in next_line or command
+     * (Upgrade.cancel does this): end those waits first, as close() ends the port's;
+     * freeing the engine under them crashed the bench. */
+    core_wait_idle(&self->at_stop, &self->at_inflight);
     fb_at *at = self->at;
     self->at = NULL;
     /* Waits for a callback in progress, which may need the GIL. */
     Py_BEGIN_ALLOW_THREADS
     fb_at_free(at);
     Py_END_ALLOW_THREADS
+    self->at_stop = 0; /* a later Modem may attach to the port again */
+}
+
+/* An AT-engine call: counted for the port (close waits) and for the engine (detach
+ * waits); at_leave undoes both. */
+static int at_enter(SerialObject *self)
+{
+    if (core_serial_enter(self) < 0)
+        return -1;
+    self->at_inflight++;
+    return 0;
+}
+
+static void at_leave(SerialObject *self)
+{
+    self->at_inflight--;
+    core_serial_leave(self);
 }
 
 PyObject *core_at_attach(PyObject *op, PyObject *args, PyObject *kwargs)
@@ -97,7 +118,7 @@ static fb_at *need_at(PyObject *op)
         raise_code(op, FB_ERR_CLOSED, "the port is closed");
         return NULL;
     }
-    if (!self->at) {
+    if (!self->at || self->at_stop) {
         /* The Modem was closed (its engine detached), or never attached. */
         raise_code(op, FB_ERR_CLOSED, "the Modem is closed: its AT engine was detached from "
                                       "the port");
@@ -182,7 +203,7 @@ PyObject *core_at_command(PyObject *op, PyObject *args, PyObject *kwargs)
         core_timeout_arg(module_of(op), inact_arg, "inactivity", &c.inactivity) < 0)
         return NULL;
     fb_at *at = need_at(op);
-    if (!at || core_serial_enter(self) < 0)
+    if (!at || at_enter(self) < 0)
         return NULL;
     c.at = at;
     fb_status st;
@@ -190,15 +211,15 @@ PyObject *core_at_command(PyObject *op, PyObject *args, PyObject *kwargs)
     st = fb_at_start(at, cmd, terminator, &c.err);
     Py_END_ALLOW_THREADS
     if (st != FB_OK) {
-        core_serial_leave(self);
+        at_leave(self);
         return core_raise(module_of(op), &c.err);
     }
     c.deadline = fb_deadline_in(c.deadline); /* from the moment it was sent */
-    int r = core_wait(module_of(op), FB_DEADLINE_NEVER, &self->closing, "the port", command_slice,
+    int r = core_wait(module_of(op), FB_DEADLINE_NEVER, &self->at_stop, "the Modem", command_slice,
                       &c);
     if (r < 0)
         fb_at_cancel(at); /* Ctrl-C or close(): its late lines become unsolicited */
-    core_serial_leave(self);
+    at_leave(self);
     if (r < 0)
         return NULL;
     if (c.st != FB_OK)
@@ -236,13 +257,13 @@ PyObject *core_at_next_line(PyObject *op, PyObject *args, PyObject *kwargs)
     if (timeout_arg && core_deadline_arg(module_of(op), timeout_arg, "timeout", &deadline) < 0)
         return NULL;
     fb_at *at = need_at(op);
-    if (!at || core_serial_enter(self) < 0)
+    if (!at || at_enter(self) < 0)
         return NULL;
     line_step l;
     memset(&l, 0, sizeof l);
     l.at = at;
-    int r = core_wait(module_of(op), deadline, &self->closing, "the port", line_slice, &l);
-    core_serial_leave(self);
+    int r = core_wait(module_of(op), deadline, &self->at_stop, "the Modem", line_slice, &l);
+    at_leave(self);
     if (r < 0) {
         free(l.line);
         return NULL;
@@ -292,11 +313,11 @@ PyObject *core_at_wait_rx(PyObject *op, PyObject *args)
     if (core_deadline_arg(module_of(op), timeout_arg, "timeout", &deadline) < 0)
         return NULL;
     fb_at *at = need_at(op);
-    if (!at || core_serial_enter(self) < 0)
+    if (!at || at_enter(self) < 0)
         return NULL;
     rx_step x = {at, since, since};
-    int r = core_wait(module_of(op), deadline, &self->closing, "the port", rx_slice, &x);
-    core_serial_leave(self);
+    int r = core_wait(module_of(op), deadline, &self->at_stop, "the Modem", rx_slice, &x);
+    at_leave(self);
     if (r < 0)
         return NULL;
     return PyLong_FromUnsignedLongLong(x.count);

@@ -125,6 +125,7 @@ static void close_port(SerialObject *self)
 {
     if (!self->port)
         return;
+    self->at_stop = 1; /* waits on the AT engine watch this flag, not `closing` */
     core_wait_idle(&self->closing, &self->inflight);
     core_serial_at_detach(self);
     fb_serial *port = self->port;

@@ -16,6 +16,8 @@ typedef struct {
     PyObject *urc_cb;   /* callable or NULL */
     int closing;        /* set by close(): callbacks and waits stop */
     int inflight;       /* blocking calls with the GIL released (close waits for them) */
+    int at_stop;        /* set by at_detach() and close(): waits on the AT engine end */
+    int at_inflight;    /* AT-engine calls in flight (at_detach waits for them) */
 } SerialObject;
 
 /* Enter/leave a blocking call: refuse on a closed port. */
