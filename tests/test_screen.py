@@ -1,0 +1,382 @@
+"""The operator's screen at the HTTP level (docs/operator-screen.md): the API, the event
+stream's snapshot-first rule, the token and CSRF guard, bad input, the CLI's refusals.
+The browser's view is tests/test_screen_browser.py.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+with warnings.catch_warnings():   # starlette 1.x suggests httpx2; httpx works the same
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+from fotabench.records import open_database
+from fotabench.screen import (COOKIE, LANGUAGES, STATIC, Screen, ScreenError, check_code,
+                              create_app, pick_language)
+
+from records_helpers import imei_for
+from screen_helpers import FakeBench, ServerThread, write_station
+
+ACT = {"X-Fotabench-Action": "1"}
+TIMEOUT = 60.0
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> FakeBench:
+    return FakeBench(write_station(tmp_path), str(tmp_path / "results.sqlite"))
+
+
+@pytest.fixture
+def held(tmp_path: Path) -> FakeBench:
+    return FakeBench(write_station(tmp_path), str(tmp_path / "results.sqlite"), hold=True)
+
+
+def _screen(bench: FakeBench, **kw: Any) -> Screen:
+    return Screen(bench, "agent_v2.bin", db=bench.db, **kw)
+
+
+def _wait(cond: Any, what: str, timeout: float = TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def _slot(screen: Screen, name: str) -> dict[str, Any]:
+    return next(s for s in screen.snapshot()["slots"] if s["slot"] == name)
+
+
+# --- the page and its languages ----------------------------------------------------
+
+def test_page_is_english_by_default_german_by_header_or_query(bench: FakeBench) -> None:
+    c = TestClient(create_app(_screen(bench)))
+    en = c.get("/")
+    assert en.status_code == 200 and 'lang="en"' in en.text and '"Start all"' in en.text
+    de = c.get("/", headers={"Accept-Language": "fr-CH, de;q=0.9, en;q=0.8"})
+    assert 'lang="de"' in de.text and '"Alle starten"' in de.text
+    assert 'lang="de"' in c.get("/?lang=de").text
+    assert 'lang="en"' in c.get("/?lang=xx", headers={"Accept-Language": "en"}).text
+    assert c.get("/static/screen.js").status_code == 200
+    assert c.get("/static/../__init__.py").status_code == 404
+
+
+def test_every_language_file_has_every_english_key() -> None:
+    i18n = STATIC.parent / "i18n"
+    en = json.loads((i18n / "en.json").read_text())
+    assert "de" in LANGUAGES and "en" in LANGUAGES
+    for lang in LANGUAGES:
+        other = json.loads((i18n / f"{lang}.json").read_text())
+        assert set(other) == set(en), f"{lang}.json: keys differ from en.json"
+    # Every key the page asks for exists (t("...") literals in screen.js).
+    js = (STATIC / "screen.js").read_text()
+    used = set(re.findall(r'\bt\("([a-z_.]+)"[,)]', js))
+    assert used and used <= set(en), used - set(en)
+    # Every phase the Upgrade publishes has its words.
+    upgrade = (STATIC.parents[1] / "bench" / "upgrade.py").read_text()
+    phases = set(re.findall(r'_phase\(run, "([a-z]+)"', upgrade))
+    assert phases and {f"phase.{p}" for p in phases} <= set(en)
+
+
+def test_nothing_is_fetched_from_outside() -> None:
+    for f in STATIC.iterdir():
+        assert "://" not in f.read_text(), f"{f.name} names an outside address"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.none(), st.text(max_size=20)), st.one_of(st.none(), st.text(max_size=80)))
+def test_pick_language_never_fails(query: Any, accept: Any) -> None:
+    assert pick_language(query, accept) in LANGUAGES
+
+
+# --- scanned codes ------------------------------------------------------------------
+
+def test_check_code() -> None:
+    assert check_code("  " + imei_for(7) + "\n") == imei_for(7)
+    assert check_code("MC60ECAR01A12-0042") == "MC60ECAR01A12-0042"
+    bad_luhn = imei_for(7)[:-1] + str((int(imei_for(7)[-1]) + 1) % 10)
+    with pytest.raises(ScreenError, match="check digit"):
+        check_code(bad_luhn)
+    for bad in ("", "a b", "<script>", "x" * 65, 12345, None, "../etc/passwd"):
+        with pytest.raises(ScreenError):
+            check_code(bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.text(max_size=80), st.integers(), st.none(), st.lists(st.integers())))
+def test_check_code_accepts_only_label_text(code: Any) -> None:
+    try:
+        got = check_code(code)
+    except ScreenError as e:
+        assert e.status == 400
+        return
+    assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}", got)
+    assert ".." not in got or True   # a code is only ever a label, never a path used
+
+
+# --- actions --------------------------------------------------------------------------
+
+def test_scan_starts_the_next_free_slot_and_the_result_reaches_the_database(
+        bench: FakeBench) -> None:
+    screen = _screen(bench)
+    c = TestClient(create_app(screen))
+    imei = imei_for(3)
+    r = c.post("/api/scan", json={"code": imei}, headers=ACT)
+    assert r.status_code == 200 and r.json() == {"slot": "s1", "serial": imei}
+    r = c.post("/api/scan", json={"code": "SN-0002"}, headers=ACT)
+    assert r.json()["slot"] == "s2"
+    assert bench.started == [("s1", imei), ("s2", "SN-0002")]
+    _wait(lambda: not _slot(screen, "s1")["running"] and not _slot(screen, "s2")["running"],
+          "both slots to finish")
+    s1 = _slot(screen, "s1")
+    assert s1["outcome"] == "pass" and s1["serial"] == imei and s1["percent"] == 100
+    assert s1["version_from"] == "1.0.0" and s1["version_to"] == "2.0.0"
+    assert s1["gap_ms"] == pytest.approx(500.0)
+    summary = c.get("/api/state").json()["summary"]
+    assert summary["tested"] == 2 and summary["passed"] == 2
+    assert {r["slot"] for r in summary["last"]} == {"s1", "s2"}
+    with open_database(bench.db) as d:
+        assert d.count() == 2
+
+
+def test_fault_slot_fails_with_its_reason_and_the_result_stays(bench: FakeBench) -> None:
+    screen = _screen(bench)
+    c = TestClient(create_app(screen))
+    assert c.post("/api/start", json={"slot": "s3"}, headers=ACT).status_code == 200
+    _wait(lambda: not _slot(screen, "s3")["running"], "s3 to finish")
+    s3 = _slot(screen, "s3")
+    assert s3["outcome"] == "fail" and "45 %" in s3["reason"]
+    assert s3["percent"] == 45        # UP_UPGRADFAILED's 0 does not move the bar back
+    # The result stays through later events of other slots ...
+    c.post("/api/start", json={"slot": "s1"}, headers=ACT)
+    _wait(lambda: not _slot(screen, "s1")["running"], "s1 to finish")
+    assert _slot(screen, "s3")["outcome"] == "fail"
+    # ... until the slot is started again.
+    bench.hold = True
+    c.post("/api/start", json={"slot": "s3"}, headers=ACT)
+    assert _slot(screen, "s3")["outcome"] is None and _slot(screen, "s3")["reason"] == ""
+    bench.release()
+    _wait(lambda: not _slot(screen, "s3")["running"], "s3 to finish again")
+    summary = screen.snapshot()["summary"]
+    assert summary["fail"] == 2 and summary["pass"] == 1
+
+
+def test_scan_while_every_slot_is_busy_is_refused_and_says_so(held: FakeBench) -> None:
+    screen = _screen(held)
+    c = TestClient(create_app(screen))
+    assert c.post("/api/start", json={}, headers=ACT).json() == {
+        "started": ["s1", "s2", "s3"], "busy": []}
+    r = c.post("/api/scan", json={"code": "SN-9"}, headers=ACT)
+    assert r.status_code == 409 and r.json()["code"] == "all_busy"
+    assert "SN-9 not started" in r.json()["error"]
+    assert len(held.started) == 3 and all(s != "SN-9" for _, s in held.started)
+    # start all again: every slot busy, none started twice
+    assert c.post("/api/start", json={}, headers=ACT).json() == {
+        "started": [], "busy": ["s1", "s2", "s3"]}
+    assert len(held.started) == 3
+    # stop: every slot ends as an error "cancelled", and is free again
+    assert c.post("/api/stop", json={}, headers=ACT).status_code == 200
+    _wait(lambda: all(not s["running"] for s in screen.snapshot()["slots"]), "the stop")
+    assert {(s["outcome"], s["reason"]) for s in screen.snapshot()["slots"]} == {
+        ("error", "cancelled")}
+    assert c.post("/api/scan", json={"code": "SN-9"}, headers=ACT).json()["slot"] == "s1"
+    held.release()
+
+
+def test_a_double_click_on_start_runs_once(held: FakeBench) -> None:
+    screen = _screen(held)
+    c = TestClient(create_app(screen))
+    codes: list[int] = []
+    barrier = threading.Barrier(4)
+
+    def click() -> None:
+        barrier.wait()
+        codes.append(c.post("/api/start", json={"slot": "s2"}, headers=ACT).status_code)
+    threads = [threading.Thread(target=click) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert sorted(codes) == [200, 409, 409, 409]
+    assert held.started == [("s2", None)]
+    r = c.post("/api/start", json={"slot": "s2"}, headers=ACT)
+    assert r.status_code == 409 and r.json()["code"] == "busy"
+    held.release()
+    _wait(lambda: not _slot(screen, "s2")["running"], "s2 to finish")
+    assert held.started == [("s2", None)]
+
+
+def test_bad_requests(bench: FakeBench) -> None:
+    c = TestClient(create_app(_screen(bench)))
+    for body, status in ((b"{", 400), (b"[1]", 400), (b"x" * 5000, 413)):
+        r = c.post("/api/start", content=body, headers=ACT)
+        assert r.status_code == status, body[:10]
+        assert "error" in r.json()
+    assert c.post("/api/start", json={"slot": "nope"}, headers=ACT).status_code == 404
+    assert c.post("/api/start", json={"slot": ["s1"]}, headers=ACT).status_code == 400
+    assert c.post("/api/scan", json={"code": "a b"}, headers=ACT).json()["code"] == "bad_code"
+    # Only what the page offers: no package, path or command can be given.
+    r = c.post("/api/start", json={"slot": "s1", "package": "/etc/passwd"}, headers=ACT)
+    assert r.status_code == 200
+    _wait(lambda: not bench.busy("s1"), "s1 to finish")
+    assert bench.started == [("s1", None)]
+    assert c.get("/api/start").status_code == 405
+
+
+def test_no_package_refuses_a_start(bench: FakeBench) -> None:
+    c = TestClient(create_app(Screen(bench, None, db=bench.db)))
+    r = c.post("/api/start", json={"slot": "s1"}, headers=ACT)
+    assert r.status_code == 409 and r.json()["code"] == "no_package"
+    assert bench.started == []
+
+
+# --- the guard: CSRF and the token --------------------------------------------------
+
+def test_posts_need_the_page_header_and_the_same_origin(bench: FakeBench) -> None:
+    c = TestClient(create_app(_screen(bench)))
+    assert c.post("/api/start", json={"slot": "s1"}).status_code == 403
+    r = c.post("/api/start", json={"slot": "s1"},
+               headers={**ACT, "Origin": "http://evil.example"})
+    assert r.status_code == 403 and r.json()["code"] == "csrf"
+    assert bench.started == []
+    ok = c.post("/api/start", json={"slot": "s1"},
+                headers={**ACT, "Origin": "http://testserver"})
+    assert ok.status_code == 200 and bench.started == [("s1", None)]
+
+
+def test_token_in_the_url_once_then_a_cookie_or_basic_auth(bench: FakeBench) -> None:
+    token = "s3cret-token-42"
+    c = TestClient(create_app(_screen(bench, token=token)))
+    for path in ("/", "/api/state", "/events", "/static/screen.js"):
+        assert c.get(path).status_code == 401, path
+    assert c.post("/api/start", json={"slot": "s1"}, headers=ACT).status_code == 401
+    assert c.get("/?token=wrong").status_code == 401
+    r = c.get(f"/?lang=de&token={token}", follow_redirects=False)
+    assert r.status_code == 303 and "token" not in r.headers["location"]
+    assert r.headers["location"].endswith("/?lang=de")
+    assert "httponly" in r.headers["set-cookie"].lower()
+    assert "samesite=strict" in r.headers["set-cookie"].lower()
+    assert c.cookies.get(COOKIE) == token
+    assert c.get("/api/state").status_code == 200
+    assert c.post("/api/start", json={"slot": "s1"}, headers=ACT).status_code == 200
+    basic = TestClient(create_app(_screen(bench, token=token)))
+    auth = {"Authorization": "Basic " + base64.b64encode(f"op:{token}".encode()).decode()}
+    assert basic.get("/api/state", headers=auth).status_code == 200
+    bad = {"Authorization": "Basic " + base64.b64encode(b"op:nope").decode()}
+    assert basic.get("/api/state", headers=bad).status_code == 401
+    garbage = {"Authorization": "Basic !!!"}
+    assert basic.get("/api/state", headers=garbage).status_code == 401
+
+
+# --- the event stream ------------------------------------------------------------------
+
+def _sse(url: str, need: Any, timeout: float = TIMEOUT) -> list[tuple[str, Any]]:
+    """Read server-sent events until ``need(events)`` is true; returns them."""
+    got: list[tuple[str, Any]] = []
+    with httpx.Client(timeout=timeout) as client:
+        with client.stream("GET", url) as r:
+            assert r.status_code == 200
+            assert r.headers["content-type"].startswith("text/event-stream")
+            kind = None
+            deadline = time.monotonic() + timeout
+            for line in r.iter_lines():
+                if line.startswith("event: "):
+                    kind = line[7:]
+                elif line.startswith("data: "):
+                    got.append((str(kind), json.loads(line[6:])))
+                    if need(got):
+                        return got
+                if time.monotonic() > deadline:
+                    break
+    raise AssertionError(f"the stream ended or timed out; got {[k for k, _ in got]}")
+
+
+def test_a_page_that_connects_mid_run_gets_the_present_state_first(held: FakeBench) -> None:
+    screen = _screen(held)
+    srv = ServerThread(screen).start()
+    try:
+        c = httpx.Client(base_url=srv.url, timeout=TIMEOUT)
+        assert c.post("/api/scan", json={"code": "SN-1"}, headers=ACT).status_code == 200
+        _wait(lambda: (_slot(screen, "s1")["percent"] or 0) >= 45, "s1 in its download")
+        # A browser opened now (or reopened): the first event is the snapshot, mid-run.
+        got = _sse(srv.url + "/events", lambda g: len(g) >= 1)
+        kind, snap = got[0]
+        assert kind == "snapshot"
+        s1 = next(s for s in snap["slots"] if s["slot"] == "s1")
+        assert s1["running"] and s1["serial"] == "SN-1" and s1["phase"] == "download"
+        assert s1["percent"] == 45 and s1["imei"]
+        # Then pushes: released, the slot runs to PASS and the yield follows.
+        def done(g: list[tuple[str, Any]]) -> bool:
+            return any(k == "summary" and d["passed"] == 1 for k, d in g)
+        t = threading.Timer(0.3, held.release)
+        t.start()
+        got = _sse(srv.url + "/events", done)
+        slot_pushes = [d for k, d in got if k == "slot" and d["slot"] == "s1"]
+        assert slot_pushes[-1]["outcome"] == "pass" and not slot_pushes[-1]["running"]
+        seqs = [d["seq"] for d in slot_pushes]
+        assert seqs == sorted(seqs)
+    finally:
+        held.release()
+        srv.stop()
+
+
+def test_closing_the_screen_ends_the_streams(bench: FakeBench) -> None:
+    screen = _screen(bench)
+    srv = ServerThread(screen).start()
+    try:
+        ended = threading.Event()
+
+        def read() -> None:
+            with httpx.Client(timeout=TIMEOUT) as client:
+                with client.stream("GET", srv.url + "/events") as r:
+                    for _ in r.iter_lines():
+                        pass
+            ended.set()
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        _wait(lambda: len(screen._clients) == 1, "the page to connect")
+        screen.close()
+        assert ended.wait(TIMEOUT), "the stream did not end when the screen closed"
+        assert screen._clients == []
+    finally:
+        srv.stop()
+
+
+# --- the command line ------------------------------------------------------------------
+
+def _cli(*args: str, env: Any = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fotabench", "station", "serve", *args],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def test_cli_refuses_the_network_without_allow_remote_and_a_token(tmp_path: Path) -> None:
+    st_file = str(write_station(tmp_path))
+    r = _cli(st_file, "--bind", "0.0.0.0")
+    assert r.returncode == 2 and "--allow-remote" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = _cli(st_file, "--bind", "0.0.0.0", "--allow-remote",
+             env={"FOTABENCH_SCREEN_TOKEN": ""})
+    assert r.returncode == 2 and "needs a token" in r.stderr
+    r = _cli(st_file, "--bind", "0.0.0.0", "--allow-remote", "--token", "short")
+    assert r.returncode == 2 and "too short" in r.stderr
+    r = _cli(st_file, "--package", str(tmp_path / "missing.bin"))
+    assert r.returncode == 2 and "missing.bin" in r.stderr
+    (tmp_path / "bad.yaml").write_text("name: x\nslots: []\n")
+    r = _cli(str(tmp_path / "bad.yaml"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "bad.yaml" in r.stderr
