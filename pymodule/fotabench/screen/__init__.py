@@ -192,6 +192,11 @@ class Screen:
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        self.end_streams()
+
+    def end_streams(self) -> None:
+        """End every page's event stream cleanly (a server stopping: the pages show
+        disconnected and reconnect when it is back)."""
         with self._lock:
             clients, self._clients = self._clients, []
         for loop, q in clients:
@@ -606,11 +611,17 @@ def make_server(screen: Screen, *, log_level: str = "warning") -> Any:
     """A uvicorn Server for the screen, not started: ``server.run(sockets=[sock])``
     blocks (a thread may run it); ``server.should_exit = True`` stops it."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            # The event streams never end by themselves: end them first, so a stop is
+            # prompt and each page sees a clean end (then reconnects), not a cut.
+            screen.end_streams()
+            await super().shutdown(sockets=sockets)
+
     config = uvicorn.Config(create_app(screen), log_level=log_level, access_log=False,
-                            lifespan="off",
-                            # open event streams must not hold a stop for long
-                            timeout_graceful_shutdown=1)
-    return uvicorn.Server(config)
+                            lifespan="off", timeout_graceful_shutdown=5)
+    return Server(config)
 
 
 def listen(host: str, port: int) -> socket.socket:

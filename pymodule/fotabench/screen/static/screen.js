@@ -138,7 +138,7 @@ function renderSummary(s) {
   }
   for (const r of s.last) {
     const tr = el("tr");
-    const time = r.end_utc ? new Date(r.end_utc).toLocaleTimeString() : "";
+    const time = r.end_utc ? new Date(r.end_utc).toLocaleTimeString(document.documentElement.lang) : "";
     tr.append(el("td", "", time), el("td", "", r.slot), el("td", "", r.imei || ""),
               el("td", "o-" + r.outcome, t(r.outcome)), el("td", "", r.reason || ""));
     body.append(tr);

@@ -1,0 +1,216 @@
+"""The operator's screen in a real browser (headless Chromium over tests/cdp.py): scan an
+IMEI into the field + Enter, watch the tile go through the phases to PASS, a fault slot
+to FAIL with its reason; a double click runs once, a scan with every slot busy is
+refused on the page, a reopened page shows the run in progress, a station that goes
+away shows disconnected and comes back by itself. Screenshots go to the test's tmp dir
+and build/screenshots/ (for people).
+"""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from cdp import Chromium, chromium_binary
+from records_helpers import imei_for
+from screen_helpers import FakeBench, ServerThread, write_station
+
+from fotabench.screen import Screen
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 90.0
+
+
+@pytest.fixture
+def binary() -> str:
+    b = chromium_binary()
+    if b is None:
+        pytest.skip("chromium is not installed (apt-get install chromium; make test-deps)")
+    return b
+
+
+def _until(c: Chromium, expr: str, what: str, timeout: float = TIMEOUT) -> Any:
+    """Evaluate ``expr`` in the page until it is truthy (the test watching the page; the
+    page itself never polls)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = c.evaluate(expr)
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; page says: "
+                                 f"{c.evaluate('document.body.innerText')!r}")
+        time.sleep(0.05)
+
+
+def _tile(slot: str, part: str) -> str:
+    return f"document.querySelector('#tile-{slot} .{part}').textContent"
+
+
+def _scan(c: Chromium, code: str) -> None:
+    """What a barcode scanner does: type the code into the focused field, press Enter."""
+    c.evaluate("document.getElementById('scan').focus()")
+    c.send("Input.insertText", {"text": code})
+    for kind in ("keyDown", "keyUp"):
+        c.send("Input.dispatchKeyEvent", {"type": kind, "key": "Enter", "code": "Enter",
+                                          "windowsVirtualKeyCode": 13, "text": "\r"})
+
+
+def _click(c: Chromium, selector: str, clicks: int = 1) -> None:
+    box = c.evaluate(f"(() => {{ const r = document.querySelector({selector!r})"
+                     ".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+    x, y = box
+    for n in range(1, clicks + 1):   # a double click: press/release twice, clickCount 1, 2
+        for kind in ("mousePressed", "mouseReleased"):
+            c.send("Input.dispatchMouseEvent", {"type": kind, "x": x, "y": y,
+                                                "button": "left", "clickCount": n})
+
+
+def _keep(shot: Path, name: str) -> None:
+    keep = ROOT / "build" / "screenshots"
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, keep / name)
+
+
+def _watch_states(c: Chromium, slot: str, stop: Callable[[], bool],
+                  tick: Callable[[str], None] = lambda s: None) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + TIMEOUT
+    while not stop():
+        s = c.evaluate(_tile(slot, "status"))
+        if s and (not seen or seen[-1] != s):
+            seen.append(s)
+        tick(s)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"slot {slot}: no end; states seen {seen}")
+        time.sleep(0.03)
+    return seen
+
+
+def test_scan_start_pass_and_a_fault_slot_fails(binary: str, tmp_path: Path) -> None:
+    bench = FakeBench(write_station(tmp_path), str(tmp_path / "results.sqlite"), step_s=0.12)
+    screen = Screen(bench, "agent_v2.bin", db=bench.db)
+    srv = ServerThread(screen).start()
+    imei = imei_for(11)
+    try:
+        with Chromium(binary) as c:
+            c.open(srv.url + "/", width=1600, height=1000)
+            _until(c, "document.body.dataset.connected === '1'", "the page to connect")
+            assert c.evaluate("document.querySelectorAll('.tile').length") == 3
+            assert c.evaluate(_tile("s1", "status")) == "Ready"
+            _scan(c, imei)
+            _until(c, "document.getElementById('tile-s1').dataset.running === '1'",
+                   "s1 to start from the scan")
+            assert c.evaluate("document.getElementById('scan').value") == ""
+            assert imei in c.evaluate("document.getElementById('notice').textContent")
+            _click(c, "#tile-s3 .start")
+            running_shot = tmp_path / "screen-running.png"
+
+            def tick(status: str) -> None:   # one picture mid-download
+                if status == "Downloading" and not running_shot.exists() and "%" in \
+                        c.evaluate(_tile("s1", "bar-text")):
+                    c.screenshot(running_shot)
+            seen = _watch_states(c, "s1", lambda: bool(c.evaluate(
+                "document.getElementById('tile-s1').dataset.outcome")), tick)
+            assert running_shot.exists()
+            # The tile went through the upgrade's phases, in order.
+            order = ["Identifying", "Downloading", "Verifying"]
+            assert [s for s in seen if s in order] == order, seen
+            assert c.evaluate("document.getElementById('tile-s1').dataset.outcome") == "pass"
+            assert c.evaluate(_tile("s1", "result")) == "PASS"
+            assert imei in c.evaluate(_tile("s1", "ident"))
+            assert "1.0.0 → 2.0.0" in c.evaluate(_tile("s1", "ident"))
+            _until(c, "document.getElementById('tile-s3').dataset.outcome", "s3's result")
+            assert c.evaluate("document.getElementById('tile-s3').dataset.outcome") == "fail"
+            assert c.evaluate(_tile("s3", "result")) == "FAIL"
+            assert "45 %" in c.evaluate(_tile("s3", "reason"))
+            assert c.evaluate(_tile("s2", "status")) == "Ready"
+            _until(c, "document.getElementById('y-tested').textContent === '2'", "the yield")
+            assert c.evaluate("document.getElementById('y-passed').textContent") == "1"
+            assert c.evaluate("document.getElementById('y-yield').textContent") == "50.0 %"
+            assert c.evaluate("document.querySelectorAll('#last tbody tr').length") == 2
+            # Big enough to read from two metres: the verdict's type is large.
+            px = c.evaluate("parseFloat(getComputedStyle(document.querySelector("
+                            "'#tile-s1 .result')).fontSize)")
+            assert px >= 64
+            shot = tmp_path / "screen-results.png"
+            c.screenshot(shot)
+            assert c.console_errors() == []
+            assert all(u.startswith(srv.url) for u in c.requested_urls()), c.requested_urls()
+        assert bench.started == [("s1", imei), ("s3", None)]
+        _keep(shot, "screen.png")
+        _keep(tmp_path / "screen-running.png", "screen-running.png")
+    finally:
+        srv.stop()
+
+
+def test_busy_double_click_reopen_and_the_station_going_away(binary: str,
+                                                             tmp_path: Path) -> None:
+    bench = FakeBench(write_station(tmp_path), str(tmp_path / "results.sqlite"),
+                      step_s=0.03, hold=True)
+    screen = Screen(bench, "agent_v2.bin", db=bench.db)
+    srv = ServerThread(screen).start()
+    try:
+        with Chromium(binary) as c:
+            c.open(srv.url + "/?lang=de", width=1600, height=1000)
+            _until(c, "document.body.dataset.connected === '1'", "the page to connect")
+            assert c.evaluate("document.documentElement.lang") == "de"
+            # A double click on start: one run.
+            _click(c, "#tile-s1 .start", clicks=2)
+            _until(c, "document.getElementById('tile-s1').dataset.running === '1'",
+                   "s1 to run")
+            assert [s for s, _ in bench.started] == ["s1"]
+            _click(c, "#start-all")
+            _until(c, "document.querySelectorAll('.tile.running').length === 3",
+                   "every slot to run")
+            assert sorted(s for s, _ in bench.started) == ["s1", "s2", "s3"]
+            # A scan with every slot busy: refused, and the page says so.
+            _scan(c, "SN-0077")
+            _until(c, "!document.getElementById('notice').hidden && document.getElementById"
+                      "('notice').textContent.includes('NICHT')", "the refusal")
+            assert "SN-0077" in c.evaluate("document.getElementById('notice').textContent")
+            assert len(bench.started) == 3
+            c.screenshot(tmp_path / "screen-refused.png")
+            _until(c, "document.getElementById('tile-s1').querySelector('.bar-text')"
+                      ".textContent.startsWith('45 %')", "s1 held at 45 %")
+        # The browser closed and opened again mid-run: the tiles show the present.
+        with Chromium(binary) as c:
+            c.open(srv.url + "/", width=1600, height=1000)
+            _until(c, "document.body.dataset.connected === '1'", "the reopened page")
+            # s1 and s2 held in their download, s3 (the fault slot) failed meanwhile
+            assert c.evaluate("document.querySelectorAll('.tile.running').length") == 2
+            assert c.evaluate(_tile("s1", "status")) == "Downloading"
+            assert c.evaluate(_tile("s1", "bar-text")).startswith("45 %")
+            assert c.evaluate(_tile("s3", "result")) == "FAIL"
+            assert c.evaluate("document.getElementById('tile-s1').querySelector('.start')"
+                              ".disabled") is True
+            # The station goes away: the page says disconnected ...
+            srv.stop()
+            _until(c, "!document.getElementById('disconnected').hidden",
+                   "the disconnected banner")
+            assert c.evaluate("document.body.dataset.connected") == ""
+            c.screenshot(tmp_path / "screen-disconnected.png")
+            # ... and comes back by itself when the station is back; the run finished
+            # meanwhile shows its result.
+            bench.release()
+            deadline = time.monotonic() + TIMEOUT
+            while any(bench.busy(s) for s in ("s1", "s2", "s3")):
+                assert time.monotonic() < deadline, "the held runs did not finish"
+                time.sleep(0.05)
+            srv.start()
+            _until(c, "document.body.dataset.connected === '1'", "the page to reconnect")
+            assert c.evaluate("document.getElementById('disconnected').hidden") is True
+            _until(c, "document.querySelectorAll('.tile.pass').length === 2 && "
+                      "document.querySelectorAll('.tile.fail').length === 1",
+                   "the results after the reconnect")
+            # The only errors: the reconnects refused while the station was away.
+            assert all("ERR_CONNECTION_REFUSED" in e for e in c.console_errors()), \
+                c.console_errors()
+        _keep(tmp_path / "screen-refused.png", "screen-refused.png")
+        _keep(tmp_path / "screen-disconnected.png", "screen-disconnected.png")
+    finally:
+        bench.release()
+        srv.stop()
