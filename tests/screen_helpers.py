@@ -89,7 +89,9 @@ class FakeJob:
         b = self._bench
         spec = b.station.slot(self.slot)
         fault = bool(spec.virtual and spec.virtual.faults)
-        imei = imei_for(self._n)
+        # A scanned IMEI is the module's (the label matches), unless the test says not.
+        imei = (self._serial if self._serial and self._serial.isdigit()
+                and len(self._serial) == 15 and not b.wrong_module else imei_for(self._n))
         outcome, reason = "pass", ""
         try:
             self._emit("attempt", attempt=1)
@@ -127,7 +129,8 @@ class FakeJob:
         except InterruptedError:
             outcome, reason = "error", "cancelled"
         self._emit("outcome", outcome=outcome, detail=reason)
-        rec = make_record(self._n, outcome=outcome,
+        rec = make_record(int(imei[8:14]) if imei != imei_for(self._n) else self._n,
+                          outcome=outcome,
                           station=b.station.name, slot=self.slot, run_id="screen-test",
                           base_epoch_s=time.time() - 5)
         with open_database(b.db) as d:
@@ -146,6 +149,7 @@ class FakeBench:
         self.db = db
         self.step_s = step_s
         self.hold = hold
+        self.wrong_module = False
         self.released = threading.Event()
         self.lock = threading.Lock()
         self.jobs: dict[str, FakeJob] = {}

@@ -138,9 +138,19 @@ def test_scan_start_pass_and_a_fault_slot_fails(binary: str, tmp_path: Path) -> 
             assert px >= 64
             shot = tmp_path / "screen-results.png"
             c.screenshot(shot)
+            # A label scanned for one module, another module in the slot: said on the tile
+            # (s1 is the first free slot again: a finished slot is free).
+            assert c.evaluate("document.querySelector('#tile-s1 .mismatch').hidden") is True
+            bench.wrong_module = True
+            _scan(c, imei_for(12))
+            _until(c, "!document.querySelector('#tile-s1 .mismatch').hidden",
+                   "the IMEI mismatch warning")
+            assert imei_for(12) in c.evaluate(_tile("s1", "mismatch"))
+            _until(c, "document.getElementById('tile-s1').dataset.outcome", "s1's result")
+            c.screenshot(tmp_path / "screen-mismatch.png")
             assert c.console_errors() == []
             assert all(u.startswith(srv.url) for u in c.requested_urls()), c.requested_urls()
-        assert bench.started == [("s1", imei), ("s3", None)]
+        assert bench.started == [("s1", imei), ("s3", None), ("s1", imei_for(12))]
         _keep(shot, "screen.png")
         _keep(tmp_path / "screen-running.png", "screen-running.png")
     finally:

@@ -57,6 +57,7 @@ function makeTile(slot) {
   const model = el("span", "model sub");
   head.append(name, model);
   const ident = el("div", "ident");
+  const mismatch = el("div", "mismatch");
   const status = el("div", "status");
   const state = el("div", "state sub");
   const bar = el("div", "bar"); const fill = el("div"); bar.append(fill);
@@ -74,9 +75,9 @@ function makeTile(slot) {
   });
   stop.addEventListener("click", () => { post("/api/stop", {slot}).then(focusScan); });
   actions.append(start, stop);
-  root.append(head, ident, status, state, bar, barText, gap, result, reason, actions);
+  root.append(head, ident, mismatch, status, state, bar, barText, gap, result, reason, actions);
   $("tiles").append(root);
-  const parts = {root, model, ident, status, state, bar, fill, barText, gap, result, reason,
+  const parts = {root, model, ident, mismatch, status, state, bar, fill, barText, gap, result, reason,
                  start, stop};
   tiles.set(slot, parts);
   return parts;
@@ -96,7 +97,11 @@ function renderSlot(v) {
   if (v.serial && v.serial !== v.imei) id.push(v.serial);
   if (v.imei) id.push("IMEI " + v.imei);
   if (v.version_from) id.push(v.version_from + (v.version_to ? " → " + v.version_to : ""));
-  p.ident.textContent = id.join("  ");
+  p.ident.textContent = id.join("\n");
+  // A scanned IMEI that is not the module's: the label and the slot do not match.
+  const wrong = /^[0-9]{15}$/.test(v.serial || "") && v.imei && v.imei !== v.serial;
+  p.mismatch.hidden = !wrong;
+  p.mismatch.textContent = wrong ? t("imei_mismatch", {scanned: v.serial}) : "";
   if (done) {
     p.status.textContent = "";
   } else if (v.running) {
@@ -104,7 +109,7 @@ function renderSlot(v) {
   } else {
     p.status.textContent = t("idle");
   }
-  p.state.textContent = (v.state || "") + (v.attempt > 1 ? "  " + t("attempt", {n: v.attempt}) : "");
+  p.state.textContent = done ? "" : (v.state || "") + (v.attempt > 1 ? "  " + t("attempt", {n: v.attempt}) : "");
   const pct = v.percent === null || v.percent === undefined ? null : v.percent;
   p.bar.hidden = done || pct === null;
   p.fill.style.width = (pct || 0) + "%";
