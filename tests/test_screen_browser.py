@@ -7,6 +7,7 @@ and build/screenshots/ (for people).
 """
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from pathlib import Path
@@ -224,3 +225,77 @@ def test_busy_double_click_reopen_and_the_station_going_away(binary: str,
     finally:
         bench.release()
         srv.stop()
+
+
+REAL_STATION = """\
+version: 1
+station: screen-real
+server: {bind: 127.0.0.1, http_port: 0, ftp_port: 0}
+timeouts: {boot: 30, attach: 30, command: 10, download_inactivity: 40,
+           download_total: 180, reboot: 40}
+slots:
+  - name: ok
+    model: M66
+    virtual: {boot_timing: fast}
+  - name: bad
+    model: M66
+    virtual:
+      boot_timing: fast
+      faults: ["corrupt:at=1000"]   # one byte inverted: the module's MD5 check fails
+"""
+
+
+def test_a_real_bench_of_virtual_modules(binary: str, tmp_path: Path) -> None:
+    """The same screen on fotabench.Bench with two virtual modules (fast timing): a scan
+    starts the good slot, which goes through the phases to PASS on version 2.0.0; the
+    corrupted package's slot ends FAIL (upgrade_failed) with its reason; both records in
+    the database and today's yield on the page."""
+    run = pytest.importorskip("fotabench.bench.run")
+    from fotabench.bench.dut import bundled_agent
+    from fotabench.records import open_database
+    from fotabench.sim import sim_binary
+    if not sim_binary().exists():
+        pytest.skip("board program not built (make build)")
+    st_file = tmp_path / "station.yaml"
+    st_file.write_text(REAL_STATION)
+    db = str(tmp_path / "results.sqlite")
+    package = bundled_agent("2.0.0", "M66")
+    with run.Bench(str(st_file), out_dir=tmp_path / "runs", db=db) as bench:
+        screen = Screen(bench, str(package), db=db)
+        srv = ServerThread(screen).start()
+        try:
+            with Chromium(binary) as c:
+                c.open(srv.url + "/", width=1400, height=1000)
+                _until(c, "document.body.dataset.connected === '1'", "the page to connect")
+                _scan(c, "SN-LINE1-0001")
+                _until(c, "document.getElementById('tile-ok').dataset.running === '1'",
+                       "the scan to start slot ok")
+                _click(c, "#tile-bad .start")
+                seen = _watch_states(c, "ok", lambda: bool(c.evaluate(
+                    "document.getElementById('tile-ok').dataset.outcome")))
+                order = ["Identifying", "Downloading", "Rebooting", "Verifying"]
+                assert [s for s in order if s in seen] == order, seen
+                assert c.evaluate("document.getElementById('tile-ok').dataset.outcome") == \
+                    "pass", c.evaluate(_tile("ok", "reason"))
+                ident = c.evaluate(_tile("ok", "ident"))
+                assert "SN-LINE1-0001" in ident and "→ 2.0.0" in ident
+                assert re.search(r"IMEI \d{15}", ident)
+                _until(c, "document.getElementById('tile-bad').dataset.outcome",
+                       "the bad slot's result")
+                assert c.evaluate("document.getElementById('tile-bad').dataset.outcome") \
+                    == "fail", c.evaluate(_tile("bad", "reason"))
+                assert c.evaluate(_tile("bad", "result")) == "FAIL"
+                assert c.evaluate(_tile("bad", "reason"))
+                _until(c, "document.getElementById('y-tested').textContent === '2'",
+                       "today's yield")
+                assert c.evaluate("document.getElementById('y-passed').textContent") == "1"
+                shot = tmp_path / "screen-real.png"
+                c.screenshot(shot)
+                assert c.console_errors() == []
+            _keep(shot, "screen-real.png")
+        finally:
+            srv.stop()
+            screen.close()
+    with open_database(db) as d:
+        got = {(r["slot"], r["outcome"]) for r in d.find()}
+    assert got == {("ok", "pass"), ("bad", "fail")}

@@ -27,7 +27,7 @@ import os
 import re
 import socket
 import threading
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Optional
 from urllib.parse import urlsplit
@@ -178,6 +178,7 @@ class Screen:
         self.station = bench.station.name
         self.title = title or self.station
         self._lock = threading.Lock()
+        self._start_lock = threading.Lock()
         self._views: dict[str, SlotView] = {}
         for s in bench.station.slots:
             self._views[s.name] = SlotView(s.name, model=s.model,
@@ -265,24 +266,31 @@ class Screen:
         if self.package is None:
             raise ScreenError(409, "no package to upgrade to: the station was served "
                                    "without --package", "no_package")
-        with self._lock:
-            v = self._views.get(slot)
-            if v is None:
-                raise ScreenError(404, f"no slot {slot[:40]!r} on station {self.station}",
-                                  "no_slot")
-            if v.running or self.bench.busy(slot):
-                raise ScreenError(409, f"slot {slot} is running: wait for its result",
-                                  "busy")
+        # One start at a time (a double click, two pages): the check and the start
+        # together. The view lock is not held across start_slot, which may publish.
+        with self._start_lock:
+            with self._lock:
+                v = self._views.get(slot)
+                if v is None:
+                    raise ScreenError(404, f"no slot {slot[:40]!r} on station {self.station}",
+                                      "no_slot")
+                if v.running or self.bench.busy(slot):
+                    raise ScreenError(409, f"slot {slot} is running: wait for its result",
+                                      "busy")
+                before = replace(v)
+                v.reset(serial)   # before the job's first event, so it lands on a fresh tile
             try:
                 job = self.bench.start_slot(slot, self.package, serial=serial or None)
             except Exception as e:  # SlotBusyError from another user of the bench, ...
+                with self._lock:
+                    self._views[slot] = replace(before, seq=v.seq)
                 code = "busy" if type(e).__name__ == "SlotBusyError" else "start_failed"
-                raise ScreenError(409, f"slot {slot}: {str(e).splitlines()[0] if str(e) else e!r}",
-                                  code) from None
-            self._jobs[slot] = job
-            v.reset(serial)
-            v.seq += 1
-            msg = ("slot", asdict(v))
+                text = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise ScreenError(409, f"slot {slot}: {text}", code) from None
+            with self._lock:
+                self._jobs[slot] = job
+                v.seq += 1
+                msg = ("slot", asdict(v))
         self._broadcast(msg)
         threading.Thread(target=self._watch, args=(slot, job), name=f"screen-{slot}",
                          daemon=True).start()
