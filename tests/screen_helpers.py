@@ -54,6 +54,8 @@ class FakeResult:
     reason: str
     imei: Optional[str]
     slot: str
+    check: Optional[str] = None
+    cause: Optional[str] = None
 
 
 class FakeJob:
@@ -135,7 +137,9 @@ class FakeJob:
                           base_epoch_s=time.time() - 5)
         with open_database(b.db) as d:
             d.add(rec)
-        self.result = FakeResult(outcome, reason, imei, self.slot)
+        self.result = FakeResult(outcome, reason, imei, self.slot,
+                                 check="download" if outcome == "fail" else None,
+                                 cause="cancelled" if outcome == "error" else None)
         with b.lock:
             b.last[self.slot] = self.result
         self._done.set()

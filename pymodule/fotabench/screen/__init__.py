@@ -344,7 +344,12 @@ class Screen:
             v = self._views[slot]
             v.running = False
             if result is not None:      # the result is the truth (retries: the last one)
-                v.outcome, v.reason = result.outcome, result.reason
+                # "check: reason" / "cause: reason", as the records' reason column says
+                what = getattr(result, "check", None) or getattr(result, "cause", None)
+                v.outcome = result.outcome
+                v.reason = result.reason
+                if what and result.reason and not result.reason.startswith(what):
+                    v.reason = f"{what}: {result.reason}"
                 v.imei = result.imei or v.imei
             elif v.outcome is None:
                 v.outcome, v.reason = "error", "ended without a result"
