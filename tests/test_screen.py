@@ -400,3 +400,59 @@ def test_a_start_the_bench_refuses_is_said_and_leaves_the_tile_as_it_was(
     assert r.json()["error"] == "slot s3: no such package or app image: gone.bin"
     s3 = _slot(screen, "s3")
     assert not s3["running"] and s3["outcome"] == "fail"   # the last result still shown
+
+
+def test_cli_serves_a_real_station_and_stops_on_sigterm(tmp_path: Path) -> None:
+    """`fotabench station serve` end to end on fotabench.Bench: a virtual module started
+    by a scan over HTTP passes, its record is in the database, SIGTERM ends the server
+    (and the open event stream) with exit 0."""
+    pytest.importorskip("fotabench.bench.run")
+    from fotabench.bench.dut import bundled_agent
+    from fotabench.sim import sim_binary
+    if not sim_binary().exists():
+        pytest.skip("board program not built (make build)")
+    (tmp_path / "st.yaml").write_text(
+        "version: 1\nstation: cli-screen\nslots:\n"
+        "  - name: v1\n    model: M66\n    virtual: {boot_timing: fast}\n")
+    db = tmp_path / "r.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fotabench", "station", "serve", str(tmp_path / "st.yaml"),
+         "--port", "0", "--package", str(bundled_agent("2.0.0", "M66")), "--db", str(db)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        m = re.search(r"(http://127\.0\.0\.1:\d+/)", line)
+        assert m, line + (proc.stderr.read() if proc.poll() is not None else "")
+        url = m.group(1)
+        c = httpx.Client(base_url=url, timeout=TIMEOUT)
+        r = c.post("/api/scan", json={"code": "SN-CLI-1"}, headers=ACT)
+        assert r.status_code == 200 and r.json()["slot"] == "v1", r.text
+        deadline = time.monotonic() + 120
+        while True:
+            v1 = c.get("/api/state").json()["slots"][0]
+            if not v1["running"]:
+                break
+            assert time.monotonic() < deadline, v1
+            time.sleep(0.2)
+        assert v1["outcome"] == "pass" and v1["version_to"] == "2.0.0", v1
+        with open_database(str(db)) as d:
+            assert [(r["slot"], r["outcome"]) for r in d.find()] == [("v1", "pass")]
+        streamed = threading.Event()
+
+        def listen_events() -> None:
+            with httpx.Client(timeout=TIMEOUT) as client:
+                with client.stream("GET", url + "events") as resp:
+                    for _ in resp.iter_lines():
+                        streamed.set()
+        t = threading.Thread(target=listen_events, daemon=True)
+        t.start()
+        assert streamed.wait(TIMEOUT)
+        proc.terminate()
+        assert proc.wait(60) == 0, proc.stderr.read() if proc.stderr else ""
+        t.join(TIMEOUT)
+        assert not t.is_alive(), "the event stream did not end with the server"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -19,17 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as _dt
 import hmac
 import ipaddress
 import json
 import os
 import re
+import signal
 import socket
 import threading
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 from urllib.parse import urlsplit
 
 from ..bench.events import BenchEvent
@@ -626,6 +628,22 @@ def make_server(screen: Screen, *, log_level: str = "warning") -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            # uvicorn's own re-raises SIGINT/SIGTERM after its shutdown, which would end
+            # the process before the bench is closed (modules left as power_after says,
+            # run.json written): here a signal only stops the server, the caller ends.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            before = {sig: signal.signal(sig, self.handle_exit)
+                      for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
+
         async def shutdown(self, sockets: Any = None) -> None:
             # The event streams never end by themselves: end them first, so a stop is
             # prompt and each page sees a clean end (then reconnects), not a cut.
