@@ -313,3 +313,31 @@ def test_a_real_bench_of_virtual_modules(binary: str, tmp_path: Path) -> None:
     with open_database(db) as d:
         got = {(r["slot"], r["outcome"]) for r in d.find()}
     assert got == {("ok", "pass"), ("bad", "error")}
+
+
+def test_with_a_token_the_page_works_after_opening_it_once(binary: str,
+                                                           tmp_path: Path) -> None:
+    """The token in the address once: the cookie carries it for the page, its event
+    stream and its POSTs; without it the server says 401."""
+    bench = FakeBench(write_station(tmp_path), str(tmp_path / "results.sqlite"), step_s=0.01)
+    token = "line1-token-8c1f"
+    screen = Screen(bench, "agent_v2.bin", db=bench.db, token=token)
+    srv = ServerThread(screen).start()
+    try:
+        with Chromium(binary) as c:
+            c.open(srv.url + "/", width=1200, height=800)
+            status = c.send("Runtime.evaluate", {
+                "expression": "fetch('/api/state').then(r => r.status)",
+                "awaitPromise": True, "returnByValue": True})["result"]["value"]
+            assert status == 401
+            c.send("Page.navigate", {"url": f"{srv.url}/?token={token}&lang=de"})
+            _until(c, "document.body.dataset && document.body.dataset.connected === '1'",
+                   "the page to connect with its cookie")
+            assert "token" not in c.evaluate("location.href")
+            assert c.evaluate("document.documentElement.lang") == "de"
+            _click(c, "#tile-s2 .start")
+            _until(c, "document.getElementById('tile-s2').dataset.outcome === 'pass'",
+                   "s2 to pass")
+        assert bench.started == [("s2", None)]
+    finally:
+        srv.stop()

@@ -32,7 +32,7 @@ import threading
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from ..bench.events import BenchEvent
 
@@ -477,7 +477,7 @@ def create_app(screen: Screen) -> Any:
                 if given is not None and hmac.compare_digest(given.encode(), token.encode()):
                     # Once in the URL, then a cookie: the token leaves the address bar.
                     q = [(k, v) for k, v in req.query_params.multi_items() if k != "token"]
-                    url = req.url.replace(query="&".join(f"{k}={v}" for k, v in q))
+                    url = req.url.replace(query=urlencode(q))
                     resp: Response = RedirectResponse(str(url), status_code=303)
                     resp.set_cookie(COOKIE, token, httponly=True, samesite="strict")
                     await resp(scope, receive, send)
