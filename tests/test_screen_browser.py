@@ -326,10 +326,10 @@ def test_with_a_token_the_page_works_after_opening_it_once(binary: str,
     try:
         with Chromium(binary) as c:
             c.open(srv.url + "/", width=1200, height=800)
-            status = c.send("Runtime.evaluate", {
-                "expression": "fetch('/api/state').then(r => r.status)",
-                "awaitPromise": True, "returnByValue": True})["result"]["value"]
-            assert status == 401
+            statuses = [e["params"]["response"]["status"] for e in c.events
+                        if e.get("method") == "Network.responseReceived"
+                        and e["params"]["response"]["url"] == srv.url + "/"]
+            assert statuses == [401]
             c.send("Page.navigate", {"url": f"{srv.url}/?token={token}&lang=de"})
             _until(c, "document.body.dataset && document.body.dataset.connected === '1'",
                    "the page to connect with its cookie")
