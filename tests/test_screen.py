@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -379,6 +380,12 @@ def test_cli_refuses_the_network_without_allow_remote_and_a_token(tmp_path: Path
     assert r.returncode == 2 and "too short" in r.stderr
     r = _cli(st_file, "--package", str(tmp_path / "missing.bin"))
     assert r.returncode == 2 and "missing.bin" in r.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        r = _cli(st_file, "--port", str(taken.getsockname()[1]))
+    assert r.returncode == 2 and "cannot listen" in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
     (tmp_path / "bad.yaml").write_text("name: x\nslots: []\n")
     r = _cli(str(tmp_path / "bad.yaml"))
     assert r.returncode == 2 and "Traceback" not in r.stderr and "bad.yaml" in r.stderr

@@ -131,16 +131,16 @@ def cmd_serve(args) -> int:
         return 2
     from .records.db import DEFAULT_DB
     db = args.db or spec.db or os.environ.get("FOTABENCH_DB") or DEFAULT_DB
-    try:
-        from .bench.run import Bench  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        return _fail("this build has no Bench (fotabench.bench.run): cannot run a station")
-
     from .screen import Screen, listen, serve, url_for
     try:
         sock = listen(args.bind, args.port)
     except OSError as e:
         return _fail(f"cannot listen on {args.bind}:{args.port}: {e.strerror or e}")
+    try:
+        from .bench.run import Bench  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        sock.close()
+        return _fail("this build has no Bench (fotabench.bench.run): cannot run a station")
     port = sock.getsockname()[1]
     try:
         with Bench(spec, db=db, operator=args.operator) as bench:
@@ -149,7 +149,16 @@ def cmd_serve(args) -> int:
             print(f"fotabench: station {spec.name!r} ({len(spec.slots)} slots): {url}"
                   + (" (open it once with ?token=..., or give the token as the HTTP "
                      "password)" if token else ""), flush=True)
-            serve(screen, sock)
+            progress = None
+            if not args.quiet:
+                # The terminal (or journal) keeps a plain log of every slot's run.
+                from .bench.progress import Progress
+                progress = Progress(bench.events, slots=spec.slots, live=False).start()
+            try:
+                serve(screen, sock)
+            finally:
+                if progress is not None:
+                    progress.stop()
     finally:
         sock.close()
     return 0
@@ -186,4 +195,6 @@ def add_parser(subparsers) -> None:
     v.add_argument("--db", help="results database (default: the station's db:, "
                                 "$FOTABENCH_DB, runs/fotabench.sqlite)")
     v.add_argument("--operator", help="who runs the station (written into each record)")
+    v.add_argument("--quiet", action="store_true",
+                   help="no plain log of the slots' runs on stdout")
     v.set_defaults(func=cmd_serve)
