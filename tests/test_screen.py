@@ -463,3 +463,20 @@ def test_cli_serves_a_real_station_and_stops_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_coalescing_keeps_every_phase_and_the_last_view() -> None:
+    from fotabench.screen import _coalesce
+
+    def view(slot: str, phase: str, pct: Any, seq: int, outcome: Any = None) -> Any:
+        return ("slot", {"slot": slot, "phase": phase, "running": outcome is None,
+                         "outcome": outcome, "attempt": 1, "percent": pct, "seq": seq})
+    batch = [view("a", "identify", None, 1), view("a", "download", 1, 2),
+             view("b", "download", 5, 1), view("a", "download", 2, 3),
+             ("summary", {"tested": 1}), view("a", "download", 3, 4),
+             view("a", "download", 3, 5, "pass"), ("summary", {"tested": 2})]
+    out = _coalesce(batch)   # type: ignore[arg-type]
+    a = [(d["phase"], d["seq"]) for k, d in out if k == "slot" and d["slot"] == "a"]
+    assert a == [("identify", 1), ("download", 4), ("download", 5)]
+    assert [d for k, d in out if k == "summary"] == [{"tested": 2}]
+    assert len([1 for k, d in out if k == "slot" and d["slot"] == "b"]) == 1

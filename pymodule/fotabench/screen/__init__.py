@@ -447,6 +447,30 @@ def _same_origin(origin: str, host: str) -> bool:
         return False
 
 
+def _coalesce(batch: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, dict[str, Any]]]:
+    """Fewer pushes when they come fast (a download's percents): a slot's view replaces
+    its previous one in the batch while the tile's phase and verdict stay the same, so
+    every phase a slot went through is still sent; the last summary replaces earlier."""
+    out: list[tuple[str, dict[str, Any]]] = []
+    last: dict[str, int] = {}          # slot -> index in out of its latest view
+    summary_at: Optional[int] = None
+    for kind, data in batch:
+        if kind == "slot":
+            i = last.get(data["slot"])
+            if i is not None and all(out[i][1][k] == data[k]
+                                     for k in ("phase", "running", "outcome", "attempt")):
+                out[i] = (kind, data)
+                continue
+            last[data["slot"]] = len(out)
+        elif kind == "summary" and summary_at is not None:
+            out[summary_at] = (kind, data)
+            continue
+        elif kind == "summary":
+            summary_at = len(out)
+        out.append((kind, data))
+    return out
+
+
 def create_app(screen: Screen) -> Any:
     """The Starlette app: the page, its static files and language, the event stream and
     the four actions (start, start all, scan, stop)."""
@@ -548,14 +572,8 @@ def create_app(screen: Screen) -> Any:
                         batch.append(q.get_nowait())
                     if None in batch:       # the screen closed: end the stream
                         return
-                    # Coalesce: a download's percents come fast; the last view of a slot
-                    # is all a tile needs.
-                    latest: dict[Any, Any] = {}
-                    for kind, data in batch:
-                        latest[(kind, data.get("slot") if kind == "slot" else None)] = (kind,
-                                                                                        data)
                     out = "".join(f"event: {kind}\ndata: {json.dumps(data)}\n\n"
-                                  for kind, data in latest.values())
+                                  for kind, data in _coalesce(batch))
                     yield out
             finally:
                 unsubscribe()
