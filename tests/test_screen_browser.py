@@ -60,6 +60,17 @@ def _scan(c: Chromium, code: str) -> None:
                                           "windowsVirtualKeyCode": 13, "text": "\r"})
 
 
+def _type_keys(c: Chromium, code: str) -> None:
+    """A scanner as a keyboard: a key event per character, then Enter, wherever the
+    focus is."""
+    for ch in code:
+        c.send("Input.dispatchKeyEvent", {"type": "keyDown", "key": ch, "text": ch})
+        c.send("Input.dispatchKeyEvent", {"type": "keyUp", "key": ch})
+    for kind in ("keyDown", "keyUp"):
+        c.send("Input.dispatchKeyEvent", {"type": kind, "key": "Enter", "code": "Enter",
+                                          "windowsVirtualKeyCode": 13, "text": "\r"})
+
+
 def _click(c: Chromium, selector: str, clicks: int = 1) -> None:
     box = c.evaluate(f"(() => {{ const r = document.querySelector({selector!r})"
                      ".getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2]; })()")
@@ -154,7 +165,11 @@ def test_scan_start_pass_and_a_fault_slot_fails(binary: str, tmp_path: Path) -> 
             # (s1 is the first free slot again: a finished slot is free).
             assert c.evaluate("document.querySelector('#tile-s1 .mismatch').hidden") is True
             bench.wrong_module = True
-            _scan(c, imei_for(12))
+            # The focus elsewhere (someone clicked the page): the scanner's keys still land
+            # in the scan field.
+            c.evaluate("document.activeElement.blur()")
+            assert c.evaluate("document.activeElement.id") != "scan"
+            _type_keys(c, imei_for(12))
             _until(c, "!document.querySelector('#tile-s1 .mismatch').hidden",
                    "the IMEI mismatch warning")
             assert imei_for(12) in c.evaluate(_tile("s1", "mismatch"))

@@ -203,6 +203,11 @@ function init() {
     if (r) notice(t("started_in", {code: r.serial, slot: r.slot}), "ok");
     focusScan();
   });
+  // A scanner types wherever the focus is: a key pressed outside the field goes to it.
+  document.addEventListener("keydown", (e) => {
+    if (document.activeElement !== $("scan") && e.key.length === 1 &&
+        !e.ctrlKey && !e.altKey && !e.metaKey) focusScan();
+  });
   $("start-all").addEventListener("click", () => post("/api/start", {}).then(focusScan));
   $("stop-all").addEventListener("click", () => post("/api/stop", {}).then(focusScan));
   connect();
