@@ -480,3 +480,26 @@ def test_coalescing_keeps_every_phase_and_the_last_view() -> None:
     assert a == [("identify", 1), ("download", 4), ("download", 5)]
     assert [d for k, d in out if k == "summary"] == [{"tested": 2}]
     assert len([1 for k, d in out if k == "slot" and d["slot"] == "b"]) == 1
+
+
+def test_a_page_that_does_not_read_is_resynchronised_not_buffered_forever(
+        bench: FakeBench) -> None:
+    import asyncio
+
+    from fotabench.screen import _MAX_PENDING
+    screen = _screen(bench)
+
+    async def main() -> list[Any]:
+        q, unsubscribe, _ = screen.subscribe()
+        for i in range(_MAX_PENDING + 500):
+            screen._broadcast(("slot", {"slot": "s1", "seq": i}))
+        await asyncio.sleep(0.1)         # the loop runs the queued puts
+        items = []
+        while not q.empty():
+            items.append(q.get_nowait())
+        unsubscribe()
+        return items
+    items = asyncio.run(main())
+    assert len(items) < _MAX_PENDING
+    assert ("resync", {}) in items
+    assert items[-1] == ("slot", {"slot": "s1", "seq": _MAX_PENDING + 499})

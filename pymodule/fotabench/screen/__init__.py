@@ -53,6 +53,8 @@ ACTION_HEADER = "x-fotabench-action"
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,63}")
 _MAX_BODY = 4096
 _KEEPALIVE_S = 15.0
+#: Pushes queued for one page before it is resynchronised with a snapshot instead.
+_MAX_PENDING = 2000
 
 
 class ScreenError(Exception):
@@ -397,8 +399,18 @@ class Screen:
 
     @staticmethod
     def _put(loop: asyncio.AbstractEventLoop, q: "asyncio.Queue[Any]", msg: Any) -> None:
+        def put() -> None:
+            if msg is not None and q.qsize() >= _MAX_PENDING:
+                # A page that does not read (a stuck browser, a dead link): its backlog
+                # goes, and it gets a fresh snapshot when it reads again. Memory stays
+                # bounded; no tile is left stale.
+                while not q.empty():
+                    q.get_nowait()
+                q.put_nowait(("resync", {}))
+                return
+            q.put_nowait(msg)
         try:
-            loop.call_soon_threadsafe(q.put_nowait, msg)
+            loop.call_soon_threadsafe(put)
         except RuntimeError:            # that page's server loop is gone
             pass
 
@@ -572,6 +584,10 @@ def create_app(screen: Screen) -> Any:
                         batch.append(q.get_nowait())
                     if None in batch:       # the screen closed: end the stream
                         return
+                    resync = [i for i, m in enumerate(batch) if m[0] == "resync"]
+                    if resync:              # fell behind: the present state, then on
+                        batch = batch[resync[-1] + 1:]
+                        yield f"event: snapshot\ndata: {json.dumps(screen.snapshot())}\n\n"
                     out = "".join(f"event: {kind}\ndata: {json.dumps(data)}\n\n"
                                   for kind, data in _coalesce(batch))
                     yield out
