@@ -503,3 +503,17 @@ def test_a_page_that_does_not_read_is_resynchronised_not_buffered_forever(
     assert len(items) < _MAX_PENDING
     assert ("resync", {}) in items
     assert items[-1] == ("slot", {"slot": "s1", "seq": _MAX_PENDING + 499})
+
+
+def test_a_database_that_cannot_be_read_is_said_and_the_tiles_go_on(
+        bench: FakeBench, tmp_path: Path) -> None:
+    from fotabench.screen import summary_from_db
+    bad = tmp_path / "not-a-db.sqlite"
+    bad.write_bytes(b"this is not sqlite" * 100)
+    s = summary_from_db(str(bad), "line1-st2")
+    assert s["db_error"] and s["tested"] == 0
+    screen = Screen(bench, "agent_v2.bin", db=str(bad))
+    assert screen.snapshot()["summary"]["db_error"]
+    screen.start("s1")
+    _wait(lambda: not _slot(screen, "s1")["running"], "s1 to finish despite the database")
+    assert _slot(screen, "s1")["outcome"] == "pass"

@@ -151,8 +151,9 @@ def summary_from_db(db: Optional[str], station: str, *, last: int = 8) -> dict[s
         with open_database(db, create=False) as d:
             rows = d.find(station=station, since=today_since())
             last_rows = d.find(station=station, limit=last)
-    except (RecordError, OSError) as e:
-        out["db_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except Exception as e:  # noqa: BLE001 - a driver's own error too: the tiles must go on
+        kind = "" if isinstance(e, (RecordError, OSError)) else f"{type(e).__name__}: "
+        out["db_error"] = kind + (str(e).splitlines()[0] if str(e) else type(e).__name__)
         return out
     modules: dict[str, bool] = {}
     for r in rows:
