@@ -1,7 +1,9 @@
-"""A stand-in for fotabench.Bench (docs BENCH-API contract: events, station, start_slot,
-busy, idle_slots, cancel, results) for the screen's tests until the real Bench lands:
-each start publishes a scripted upgrade on the EventBus (the same event kinds and
-fields the real Upgrade publishes) and writes a real Record to the database.
+"""A stand-in for fotabench.Bench (its methods the screen uses: events, station,
+start_slot, busy, idle_slots, cancel, results) for the screen's tests that need a slot
+held mid-download at will (busy, double click, reopen, restart) and fast runs: each start
+publishes a scripted upgrade on the EventBus (the same event kinds and fields the real
+Upgrade publishes) and writes a real Record to the database. PASS and a fault's outcome
+are also tested on the real Bench (test_screen_browser, test_screen).
 
 A slot whose station entry has faults fails at 45 % (check "download"); ``hold`` keeps
 every job in its download until ``release`` (or a cancel): a deterministic busy slot.

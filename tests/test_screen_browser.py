@@ -276,7 +276,7 @@ def test_a_real_bench_of_virtual_modules(binary: str, tmp_path: Path) -> None:
     starts the good slot, which goes through the phases to PASS on version 2.0.0; the
     slot whose package is corrupted in flight ends ERROR (the server's doing) with its
     reason; both records in the database and today's yield on the page."""
-    run = pytest.importorskip("fotabench.bench.run")
+    from fotabench.bench import run
     from fotabench.bench.dut import bundled_agent
     from fotabench.records import open_database
     from fotabench.sim import sim_binary

@@ -136,11 +136,7 @@ def cmd_serve(args) -> int:
         sock = listen(args.bind, args.port)
     except OSError as e:
         return _fail(f"cannot listen on {args.bind}:{args.port}: {e.strerror or e}")
-    try:
-        from .bench.run import Bench  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        sock.close()
-        return _fail("this build has no Bench (fotabench.bench.run): cannot run a station")
+    from .bench.run import Bench
     port = sock.getsockname()[1]
     try:
         with Bench(spec, db=db, operator=args.operator) as bench:
