@@ -110,7 +110,7 @@ class FakeJob:
                 if not self._step():
                     raise InterruptedError
             for pct in range(0, 101, 5):
-                if pct == 50 and b.hold:
+                if pct == b.hold_at and b.hold:
                     while not b.released.wait(0.05):
                         if self._cancel.is_set():
                             raise InterruptedError
@@ -149,12 +149,14 @@ class FakeJob:
 
 class FakeBench:
     def __init__(self, station: Any, db: str, *, step_s: float = 0.05,
-                 hold: bool = False) -> None:
+                 hold: bool = False, hold_at: int = 50) -> None:
         self.station = load_station(station)
         self.events = EventBus()
         self.db = db
         self.step_s = step_s
         self.hold = hold
+        self.hold_at = hold_at             # percent where a held job waits (0: every slot,
+                                           # the fault slot too, before it can fail)
         self.wrong_module = False
         self.released = threading.Event()
         self.lock = threading.Lock()

@@ -179,7 +179,10 @@ def test_fault_slot_fails_with_its_reason_and_the_result_stays(bench: FakeBench)
     assert summary["fail"] == 2 and summary["pass"] == 1
 
 
-def test_scan_while_every_slot_is_busy_is_refused_and_says_so(held: FakeBench) -> None:
+def test_scan_while_every_slot_is_busy_is_refused_and_says_so(tmp_path: Path) -> None:
+    # Held before the download: the fault slot too stays busy, however slow the machine.
+    held = FakeBench(write_station(tmp_path), str(tmp_path / "results.sqlite"), hold=True,
+                     hold_at=0)
     screen = _screen(held)
     c = TestClient(create_app(screen))
     assert c.post("/api/start", json={}, headers=ACT).json() == {
