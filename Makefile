@@ -29,7 +29,7 @@ endif
 
 SOURCES := setup.py pyproject.toml $(wildcard native/src/*.c native/src/*.h \
            native/include/fotabench/*.h pymodule/ext/*.c pymodule/ext/*.h)
-TEST_DEPS := pytest pytest-xdist hypothesis mypy types-PyYAML types-jsonschema junitparser
+TEST_DEPS := pytest pytest-xdist hypothesis mypy types-PyYAML types-jsonschema junitparser httpx
 
 .PHONY: all build deps test-deps demo demo-packaging test test-asan bench fuzz clean check-fresh \
         check-wheel
@@ -49,7 +49,7 @@ $(VENV)/.created: Makefile
 
 # Editable install: Python changes need nothing; C changes rebuild the extension.
 $(VENV)/.installed: $(VENV)/.created $(SOURCES)
-	$(PY) -m pip install $(PIP_OPTS) --no-build-isolation -e '.[postgres]'
+	$(PY) -m pip install $(PIP_OPTS) --no-build-isolation -e '.[postgres,screen]'
 	@touch $@
 
 build: deps $(VENV)/.installed firmware
@@ -71,7 +71,7 @@ $(ASAN_VENV)/.created: Makefile
 # A regular (not editable) install, so the sanitized extension never shadows the
 # normal one that `make build` puts in pymodule/.
 $(ASAN_VENV)/.installed: $(ASAN_VENV)/.created $(SOURCES)
-	FOTABENCH_SANITIZE=1 $(ASAN_PY) -m pip install $(PIP_OPTS) --no-build-isolation --force-reinstall '.[postgres]'
+	FOTABENCH_SANITIZE=1 $(ASAN_PY) -m pip install $(PIP_OPTS) --no-build-isolation --force-reinstall '.[postgres,screen]'
 	@touch $@
 
 # CPython itself is not built with ASan: preload the runtime, and leave leak
