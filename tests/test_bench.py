@@ -48,10 +48,20 @@ def station(*slots, name="t"):
 
 def board_pids():
     """Board programs (fotabench-sim) that are children of this process."""
-    out = subprocess.run(["ps", "-o", "pid=,ppid=,comm=", "-e"], capture_output=True,
-                         text=True).stdout
-    me = str(os.getpid())
-    return [ln for ln in out.splitlines() if "fotabench-sim" in ln and ln.split()[1] == me]
+    # Read /proc rather than run ps: under the ASan pass's LD_PRELOAD ps hangs.
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if comm.startswith("fotabench-sim") and ppid == os.getpid():
+            found.append(f"{d.name} {ppid} {comm}")
+    return found
 
 
 def test_slots_at_once_each_independent_and_recorded(v2, tmp_path):
