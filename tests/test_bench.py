@@ -22,6 +22,7 @@ from fotabench.bench.dut import bundled_agent
 from fotabench.bench.run import BenchError, SlotBusyError
 from fotabench.records import Run, open_database, record_from_result, validate
 from fotabench.sim import sim_binary
+from tool_env import tool_env  # pgrep hangs under the ASan pass's LD_PRELOAD
 
 pytestmark = [
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux ptys"),
@@ -243,7 +244,7 @@ def test_cli_upgrade_ctrl_c_mid_run(tmp_path, v2):
         assert rundirs, "no run directory"
         time.sleep(1.0)
         children = subprocess.run(["pgrep", "-g", str(os.getpgid(p.pid))],
-                                  capture_output=True, text=True).stdout.split()
+                                  capture_output=True, text=True, env=tool_env()).stdout.split()
         assert len(children) >= 4      # fotabench and its board programs
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=60)
@@ -259,8 +260,8 @@ def test_cli_upgrade_ctrl_c_mid_run(tmp_path, v2):
         assert (recs[s].outcome, recs[s].cause) == ("error", "interrupted")
     meta = json.loads((rundirs[0] / "run.json").read_text())
     assert meta["status"] == "closed"
-    assert subprocess.run(["pgrep", "-s", str(p.pid)], capture_output=True,
-                          text=True).stdout == "", "a process of the run was left"
+    assert subprocess.run(["pgrep", "-s", str(p.pid)], capture_output=True, text=True,
+                          env=tool_env()).stdout == "", "a process of the run was left"
 
 
 def test_demo_fast_faults_end_to_end(tmp_path):

@@ -301,9 +301,9 @@ def test_station_file_model_marker_and_module_faults(inner, tmp_path):
     # a power cut at 40 % is made by the bench (the failure shows where the states part
     # from the grammar); attach_fail goes to the virtual module's board.
     big = tmp_path / "big_v2.bin"
-    subprocess.run(["make", "-s", "-C", str(ROOT / "firmware"), "sim", "VERSION=2.0.0",
-                    f"OUT={big}", "PAD=200000", "MODEL=M66"], check=True,
-                   capture_output=True, timeout=300)
+    # build_agent: make without the ASan pass's preload, SANITIZE=1 in that pass.
+    from fotabench.bench.dut import build_agent
+    build_agent("2.0.0", big, pad=200000, model="M66")
     station = inner.path / "mixed.yaml"
     station.write_text(STATION)
     inner.makepyfile(test_st=f"""

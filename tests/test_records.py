@@ -14,6 +14,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+from tool_env import tool_env  # system tools without the ASan pass's LD_PRELOAD
 from hypothesis import given, strategies as st
 
 from fotabench.records import (NewerSchemaError, Record, RecordError, RecordWriteError, Run,
@@ -240,7 +241,7 @@ def test_full_disk_on_a_real_small_tmpfs(tmp_path):
     mnt.mkdir()
     if os.geteuid() != 0 or subprocess.run(
             ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
-            capture_output=True).returncode != 0:
+            capture_output=True, env=tool_env()).returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root and mount permission); the "
                     "simulated ENOSPC test covers the logic")
     try:
@@ -262,7 +263,7 @@ def test_full_disk_on_a_real_small_tmpfs(tmp_path):
         assert [r.id for r in sorted(run.records, key=lambda r: added.index(r.id))] == added
         assert failed[0] not in {r.id for r in run.records}
     finally:
-        subprocess.run(["umount", str(mnt)], check=True)
+        subprocess.run(["umount", str(mnt)], check=True, env=tool_env())
 
 
 def test_not_a_run_directory(tmp_path):
