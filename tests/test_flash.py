@@ -240,8 +240,10 @@ def test_ctrl_c_mid_flash_ends_it_promptly(apps, da_file, state_dir):
 
 
 def run_cli(*args, timeout=120):
+    # A Python child keeps the environment: in the ASan pass its extension needs the
+    # preloaded runtime (tool_env is for system tools).
     return subprocess.run([sys.executable, "-m", "fotabench", *args], capture_output=True,
-                          text=True, env=tool_env(), timeout=timeout)
+                          text=True, timeout=timeout)
 
 
 def test_cli_flash_with_trace(apps, da_file, state_dir):

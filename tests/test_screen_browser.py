@@ -297,7 +297,14 @@ def test_a_real_bench_of_virtual_modules(binary: str, tmp_path: Path) -> None:
                 _scan(c, "SN-LINE1-0001")
                 _until(c, "document.getElementById('tile-ok').dataset.running === '1'",
                        "the scan to start slot ok")
+                # The page disables start buttons while a start is being answered: a
+                # click then is lost (it was, under the ASan pass's slowness).
+                _until(c, "!document.querySelector('#tile-bad .start').disabled",
+                       "slot bad's start button")
                 _click(c, "#tile-bad .start")
+                _until(c, "document.getElementById('tile-bad').dataset.running === '1' || "
+                          "document.getElementById('tile-bad').dataset.outcome",
+                       "the click to start slot bad")
                 _until(c, "document.getElementById('tile-ok').dataset.outcome",
                        "slot ok's result")
                 phases = _in_order(_states(c, "ok"))
