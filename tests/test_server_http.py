@@ -376,3 +376,45 @@ def test_client_leaving_a_plain_download_is_recorded(tmp_path):
         assert rec.file == "BIG.bin" and rec.size == size
         answer = raw_get(s.http_port, "/nothing")
         assert answer.startswith(b"HTTP/1.1 404")
+
+
+def test_slots_adding_one_package_at_once_all_get_it(tmp_path):
+    """Slots of a station share a server and each serve their package by name: the
+    check and the add are one step, so none of them is refused (this race failed the
+    demo in CI: 'a package named ... is already served')."""
+    import threading
+    data = os.urandom(4096)
+    copies = []
+    for i in range(8):  # the same bytes from 8 places, as 8 slots have them
+        p = tmp_path / f"slot{i}" / "agent_v2_MC60.pkg"
+        p.parent.mkdir()
+        p.write_bytes(data)
+        copies.append(p)
+    other = tmp_path / "other" / "agent_v2_MC60.pkg"
+    other.parent.mkdir()
+    other.write_bytes(os.urandom(4096))
+    with PackageServer([], ftp=None) as s:
+        gate = threading.Barrier(len(copies))
+        errors: list[BaseException] = []
+
+        def add(p):
+            gate.wait(timeout=10)
+            try:
+                s.add_package(p, exist_ok=True)
+            except BaseException as e:  # noqa: BLE001 - collected and asserted below
+                errors.append(e)
+        threads = [threading.Thread(target=add, args=(p,)) for p in copies]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert errors == []
+        assert s.packages == ["agent_v2_MC60.pkg"]
+        got = curl(str(s.url_for("agent_v2_MC60.pkg", "http")), tmp_path / "got")
+        assert got.rc == 0 and got.data == data
+        # Other bytes under a served name are still refused, and without exist_ok even
+        # the same bytes are (a second add is a caller's mistake).
+        with pytest.raises(fotabench.ArgumentError, match="other contents"):
+            s.add_package(other, exist_ok=True)
+        with pytest.raises(fotabench.ArgumentError, match="already served"):
+            s.add_package(copies[0])

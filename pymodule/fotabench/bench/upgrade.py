@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
-from .._core import BenchTimeoutError, ClosedError, FotabenchError
+from .._core import ArgumentError, BenchTimeoutError, ClosedError, FotabenchError
 from ..modem import AtResponse
 from ..timeline import Timeline, now_ns
 from ..url import ModuleUrl
@@ -561,8 +561,12 @@ class Upgrade:
                 # A shared server already serves another file under this name (an app
                 # packaged on the fly is always pkg_<pid>_<n>.bin): serve ours by content.
                 name = f"fw_{self._pkg['md5'][:12]}.bin"
-            if name not in server.packages:
-                server.add_package(path, name)
+            try:
+                server.add_package(path, name, exist_ok=True)
+            except ArgumentError:
+                # Another slot won the race for this name with other bytes.
+                name = f"fw_{self._pkg['md5'][:12]}.bin"
+                server.add_package(path, name, exist_ok=True)
             return str(server.url_for(name, self.protocol, module=self.module_name))
         except Exception as e:
             raise _error("server", f"cannot serve {path} over {self.protocol}: {e}") from e

@@ -191,8 +191,14 @@ class PackageServer:
         with self._lock:
             return sorted(self._files)
 
-    def add_package(self, path: PathLike, name: Optional[str] = None) -> str:
-        """Serve a copy of ``path`` as ``name`` (default: its file name)."""
+    def add_package(self, path: PathLike, name: Optional[str] = None, *,
+                    exist_ok: bool = False) -> str:
+        """Serve a copy of ``path`` as ``name`` (default: its file name).
+
+        With ``exist_ok``, a package already served under ``name`` with the same bytes is
+        not an error (slots of one station sharing a server each ask for it, at once);
+        one with other bytes still is.
+        """
         src = Path(path)
         name = name or src.name
         if not _NAME.fullmatch(name):
@@ -208,7 +214,12 @@ class PackageServer:
         dst = self._root / name
         with self._lock:
             if name in self._files:
-                raise ArgumentError(f"a package named {name!r} is already served")
+                # Checked under the lock: a check by the caller before this call races
+                # with another thread adding the same name.
+                if exist_ok and _same_bytes(src, self._files[name]):
+                    return name
+                raise ArgumentError(f"a package named {name!r} is already served"
+                                    + (" with other contents" if exist_ok else ""))
             tmp = self._root / f".{name}.tmp"
             shutil.copyfile(src, tmp)
             os.chmod(tmp, 0o444)
@@ -323,3 +334,11 @@ class PackageServer:
             return [r for r in rs if all(getattr(r, k) == v for k, v in match.items())]
         self.log.wait(lambda rs: len(sel(rs)) >= n, timeout)
         return sorted(sel(self.log.snapshot()), key=lambda r: r.start_ns)
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    import filecmp
+    try:
+        return filecmp.cmp(a, b, shallow=False)
+    except OSError:
+        return False
