@@ -556,15 +556,11 @@ class Upgrade:
             # FTP file names are 24 characters at most (spec section 3).
             name = f"fw_{(self._pkg['md5'] or 'x' * 12)[:12]}.bin"
         try:
-            if name in server.packages and self._pkg["md5"] and _served_md5(
-                    server, name) != self._pkg["md5"]:
-                # A shared server already serves another file under this name (an app
-                # packaged on the fly is always pkg_<pid>_<n>.bin): serve ours by content.
-                name = f"fw_{self._pkg['md5'][:12]}.bin"
             try:
                 server.add_package(path, name, exist_ok=True)
             except ArgumentError:
-                # Another slot won the race for this name with other bytes.
+                # A shared server already serves other bytes under this name (an app
+                # packaged on the fly is always pkg_<pid>_<n>.bin): serve ours by content.
                 name = f"fw_{self._pkg['md5'][:12]}.bin"
                 server.add_package(path, name, exist_ok=True)
             return str(server.url_for(name, self.protocol, module=self.module_name))
@@ -1022,14 +1018,6 @@ class _Run:
     ready_t_ns: int = 0
     cut_done: bool = False
     faults_used: list[int] = field(default_factory=list)
-
-
-def _served_md5(server: Any, name: str) -> Optional[str]:
-    from ..checksum import md5_file
-    try:
-        return md5_file(Path(server.root) / name)
-    except Exception:  # noqa: BLE001 - not readable: treat as different
-        return None
 
 
 def _cause_of(e: BaseException) -> str:
