@@ -235,8 +235,11 @@ def _wait_for_temp(directory: Path, name: str, proc=None, timeout: float = 60) -
                          ids=["SIGTERM", "SIGHUP", "SIGINT"])
 def test_cli_signal_mid_build_leaves_no_temp_file(signum, code, big_app, tmp_path):
     out = tmp_path / "out.bin"
+    # The child starts with the signal's default action: under nohup (SIGHUP ignored, and
+    # ignored dispositions are inherited) the CLI rightly leaves SIGHUP ignored.
     proc = subprocess.Popen([sys.executable, "-m", "fotabench", "package", big_app, "-o", out],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
     try:
         _wait_for_temp(tmp_path, "out.bin", proc)
         sent = time.monotonic()
