@@ -1,6 +1,7 @@
 """Type stubs for fotabench._core, the C extension (see pymodule/ext/)."""
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal, TypedDict, final
 
 _Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
@@ -182,7 +183,11 @@ class _LineStats(TypedDict):
     dropped: int
     callback_dropped: int
 
-class _WatchdogDict(TypedDict):
+# The result classes are made in C from one table per result (ext/results.h); the
+# fields here are held to that table by tests/test_typing.py. Calls return the values
+# as a tuple in the fields' order (the Python subclass takes them: Result(*values)).
+@dataclass(frozen=True)
+class WatchdogResultBase:
     start_ns: int
     stop_ns: int
     edges: int
@@ -235,14 +240,15 @@ class WatchdogMonitor:
                 timeline: Timeline | None = None, source: str | None = None,
                 start_ns: int = 0) -> WatchdogMonitor: ...
     def feed(self, t_ns: int, /) -> None: ...
-    def stop(self, stop_ns: int = 0, /) -> _WatchdogDict: ...
-    def result(self) -> _WatchdogDict: ...
+    def stop(self, stop_ns: int = 0, /) -> tuple[Any, ...]: ...
+    def result(self) -> tuple[Any, ...]: ...
     def intervals(self) -> list[int]: ...
     def wait_stall(self, threshold_s: float, timeout: float | None = None, /) -> int | None: ...
     def close(self) -> None: ...
 
 # --- flashing over UART (ext/flash.c) ---------------------------------------------------
-class _FlashResult(TypedDict):
+@dataclass(frozen=True)
+class FlashResultBase:
     chip: str
     model: str
     hw_id: int
@@ -275,6 +281,6 @@ def flash(port: SerialPort, da: _Path, image: bytes, baud: int = 921600, verify:
           source: str | None = None,
           progress: Callable[[str, int, int], object] | None = None,
           trace: Callable[[str, bytes, int], object] | None = None,
-          cancel: Callable[[], object] | None = None) -> _FlashResult: ...
+          cancel: Callable[[], object] | None = None) -> tuple[Any, ...]: ...
 def da_inspect(path: _Path, /) -> dict[str, Any]: ...
 def flash_chips() -> list[tuple[str, int, int, tuple[str, ...]]]: ...
