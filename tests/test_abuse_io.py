@@ -107,6 +107,80 @@ def test_close_from_another_thread_ends_a_blocked_write(peer):
     assert outcome["t_end"] - t0 < 0.5
 
 
+def slow_port_with_output_queued(peer) -> SerialPort:
+    """A port at 1200 baud with 4 KiB written: 34 s of line time for drain() to wait
+    (a pty has no line: the termios backend counts each write's line time)."""
+    port = SerialPort(peer.path, 1200)
+    port.write(b"d" * 4096, timeout=5)
+    return port
+
+
+def test_ctrl_c_ends_a_drain(peer):
+    with slow_port_with_output_queued(peer) as port:
+        t_signal = []
+        timer = threading.Timer(0.5, lambda: (t_signal.append(time.monotonic()),
+                                              os.kill(os.getpid(), signal.SIGINT)))
+        timer.start()
+        t0 = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):
+            port.drain()
+        t_end = time.monotonic()
+        timer.join()
+        assert t_end - t0 >= 0.45                  # it really waited until the signal
+        assert t_end - t_signal[0] < 0.5           # and ended promptly after it
+        assert not port.closed
+        with pytest.raises(fotabench.BenchTimeoutError, match="bytes still not sent"):
+            port.drain(timeout=0.1)                # the output is still queued
+
+
+def test_close_from_another_thread_ends_a_drain(peer):
+    port = slow_port_with_output_queued(peer)
+    outcome: dict = {}
+    started = threading.Event()
+
+    def run() -> None:
+        started.set()
+        try:
+            port.drain(timeout=None)
+            outcome["result"] = "returned"
+        except BaseException as e:  # noqa: BLE001 - the test looks at what it was
+            outcome["result"] = e
+        outcome["t_end"] = time.monotonic()
+
+    t = threading.Thread(target=run)
+    t.start()
+    assert started.wait(5)
+    time.sleep(0.5)                                  # let it be in its wait
+    assert t.is_alive() and "result" not in outcome  # draining, not finished
+    t0 = time.monotonic()
+    closer = threading.Thread(target=port.close)     # a close() that blocks fails, not hangs
+    closer.start()
+    closer.join(5)
+    assert not closer.is_alive(), "close() blocked behind the drain"
+    t.join(5)
+    assert not t.is_alive()
+    assert isinstance(outcome["result"], fotabench.ClosedError), outcome
+    assert "closed by another thread while waiting" in str(outcome["result"])
+    assert outcome["t_end"] - t0 < 1.0
+
+
+def test_drain_waits_the_line_time_and_follows_the_timeout_rule(peer):
+    with SerialPort(peer.path, 9600) as port:
+        port.drain(timeout=0)                        # nothing written: done at once
+        port.write(b"x" * 960, timeout=5)           # 1 s at 9600 8N1 (10 bits a byte)
+        t0 = time.monotonic()
+        with pytest.raises(fotabench.BenchTimeoutError, match=r"draining .*: \d+ bytes"):
+            port.drain(timeout=0.2)
+        assert 0.15 < time.monotonic() - t0 < 0.9
+        port.drain(timeout=10)
+        assert time.monotonic() - t0 >= 0.95         # the whole line time, not less
+        port.write(b"x" * 960, timeout=5)
+        port.flush(input=False)                      # unsent output discarded
+        port.drain(timeout=0)
+        with pytest.raises(fotabench.ArgumentError, match="timeout"):
+            port.drain(timeout=-1)
+
+
 def test_close_from_another_thread_ends_a_blocked_read_and_command(peer):
     for call in ("read", "command", "next_line"):
         modem = Modem(peer.path) if call != "read" else None

@@ -286,19 +286,51 @@ def test_demo_fast_faults_end_to_end(tmp_path):
 
 def test_eol_loop_reads_scans_from_stdin(tmp_path):
     """Three scans piped in: two serial numbers pass, an IMEI that is not the module's
-    is a FAIL; an empty line ends the shift; the codes are in run.json."""
+    is a FAIL; an empty line ends the shift; the codes are in run.json. The FAIL the
+    operator saw is the record's: fail wrong_module naming both IMEIs, in the record,
+    the database row, junit.xml and the report, and that module was not upgraded."""
+    scanned = "123456789012347"
+    db_path = tmp_path / "results.sqlite"
     r = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent /
                                             "bench" / "eol_upgrade.py"),
-                        "--virtual", "2", "--fast", "--out", str(tmp_path), "--db", "none"],
-                       input="SN-0001\nSN-0002\n123456789012347\n\n", capture_output=True,
-                       text=True, timeout=300)
+                        "--virtual", "2", "--fast", "--out", str(tmp_path), "--db",
+                        str(db_path)],
+                       input=f"SN-0001\nSN-0002\n{scanned}\n\n", capture_output=True,
+                       text=True, timeout=300, env={**os.environ, "COLUMNS": "160"})
     assert r.returncode == 1, r.stdout + r.stderr
     out = r.stdout
     assert out.count("PASS") >= 2 and "FAIL" in out
-    assert "wrong module: scanned IMEI 123456789012347" in out
+    assert f"fail [wrong_module]: wrong module: scanned IMEI {scanned}" in out
+    assert re.search(r"says \d{15}", out)          # the module's IMEI, shown whole
     assert "3 modules: 2 PASS, 1 FAIL" in out
     run_dir = next(tmp_path.glob("*-eol-*"))
     meta = json.loads((run_dir / "run.json").read_text())
-    assert [s["serial"] for s in meta["serials"]] == ["SN-0001", "SN-0002", "123456789012347"]
+    assert [s["serial"] for s in meta["serials"]] == ["SN-0001", "SN-0002", scanned]
     assert [s["slot"] for s in meta["serials"]] == ["v1", "v2", "v1"]
-    assert len(Run.open(run_dir).records) == 3
+    assert [s["outcome"] for s in meta["serials"]] == ["pass", "pass", "fail"]
+    records = Run.open(run_dir).records
+    assert len(records) == 3
+    assert [x.outcome for x in records] == ["pass", "pass", "fail"]
+    wrong = records[-1]
+    module_imei = wrong.module.imei
+    assert module_imei and module_imei != scanned
+    assert (wrong.slot, wrong.check, wrong.cause) == ("v1", "wrong_module", None)
+    assert scanned in wrong.detail and module_imei in wrong.detail, wrong.detail
+    validate(wrong.to_dict())
+    # Judged before the upgrade: nothing was served to that module, it kept its version.
+    assert not wrong.transfers and not wrong.states and wrong.module.version_after is None
+    db = open_database(str(db_path))
+    try:
+        rows = db.find(run_id=wrong.run_id, outcome="fail")
+    finally:
+        db.close()
+    assert len(rows) == 1 and rows[0]["slot"] == "v1" and rows[0]["imei"] == module_imei
+    assert scanned in rows[0]["reason"] and "wrong_module" in rows[0]["reason"], rows[0]
+    junit = (run_dir / "junit.xml").read_text()
+    assert junit.count("<failure") == 1 and 'type="wrong_module"' in junit
+    failure = junit[junit.index("<failure"):junit.index("</failure>")]
+    assert scanned in failure and module_imei in failure, failure
+    rep = _cli("report", run_dir)                   # the run's report, as an engineer makes it
+    assert rep.returncode == 0, rep.stdout + rep.stderr
+    report = (run_dir / "report.html").read_text()
+    assert "wrong_module" in report and scanned in report and module_imei in report

@@ -7,6 +7,7 @@ families; faults: no handshake, a line that flips or drops bytes, a wrong model,
 cut mid-flash (a second flash succeeds), Ctrl-C mid-flash."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -88,6 +89,8 @@ def test_blank_module_flashed_then_upgraded_over_the_air(apps, da_file, state_di
             assert (r.chip, r.model, r.address, r.length) == ("MT6261", "M66", 0x102C7000,
                                                              len(image))
             assert r.verified and r.resends == 0 and r.baud == 921600
+            for fld in dataclasses.fields(r):  # the C values fit the C table's types
+                assert type(getattr(r, fld.name)) is fld.type, fld.name
             assert r.packets == (len(image) + 4095) // 4096
             # What the module's flash holds is the image, byte for byte.
             assert (state_dir / "app.bin").read_bytes() == image

@@ -197,7 +197,10 @@ def test_scan_while_every_slot_is_busy_is_refused_and_says_so(tmp_path: Path) ->
     assert len(held.started) == 3
     # stop: every slot ends as an error "cancelled", and is free again
     assert c.post("/api/stop", json={}, headers=ACT).status_code == 200
-    _wait(lambda: all(not s["running"] for s in screen.snapshot()["slots"]), "the stop")
+    # Free again = the tiles show the end AND the bench's jobs are over: a job says its
+    # outcome before it has written its record, and a scan in between is refused busy.
+    _wait(lambda: all(not s["running"] for s in screen.snapshot()["slots"])
+          and held.idle_slots() == ["s1", "s2", "s3"], "the stop")
     assert {(s["outcome"], s["reason"]) for s in screen.snapshot()["slots"]} == {
         ("error", "cancelled")}
     assert c.post("/api/scan", json={"code": "SN-9"}, headers=ACT).json()["slot"] == "s1"

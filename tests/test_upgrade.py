@@ -219,6 +219,25 @@ def test_same_version_is_a_version_failure(agents):
     assert r.states[-1].state == "UP_SYSTEM_REBOOT" and r.version_after == "1.0.0"
 
 
+def test_expected_imei_the_module_says_passes_another_fails_before_any_upgrade(agents):
+    """expect_imei (a scanned label): the module's own passes; another is a fail
+    wrong_module naming both, judged at identify: nothing served, version unchanged."""
+    with vdut(agents) as dut:
+        own = dut.vm.imei
+        r = Upgrade(dut, agents["v2"], timeouts=FAST, events=EventBus(), expect_imei=own).run()
+        assert r.outcome == "pass", r.reason
+        other = "123456789012347"
+        ev = Events()
+        r = Upgrade(dut, agents["v1"], timeouts=FAST, events=ev.bus, expect_imei=other).run()
+        assert dut.version()[0] == "2.0.0"          # the module was left as it was
+    assert (r.outcome, r.check, r.cause) == ("fail", "wrong_module", None), r.reason
+    assert r.reason == f"wrong module: scanned IMEI {other}, the module in slot dut1 says {own}"
+    assert r.imei == own and r.transfers == () and r.states == () and r.version_after is None
+    assert len(r.attempts) == 1                      # a fail is never retried
+    phases = [e.phase for e in ev.kinds("phase")]
+    assert "identify" in phases and "serve" not in phases and "trigger" not in phases
+
+
 def test_boot_timeout_is_an_error(agents):
     module_side, bench_side = os.openpty()   # a port where nothing ever answers
     path = os.ttyname(bench_side)

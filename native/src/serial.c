@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "deadline.h"
@@ -627,7 +628,49 @@ fb_status fb_serial_send_break(fb_serial *p, int ms, fb_error *err)
 
 fb_status fb_serial_drain(fb_serial *p, fb_error *err)
 {
-    CONTROL(p, err, p->ops->drain(&p->dev, err));
+    int done = 0;
+    size_t waiting = 0;
+    fb_status st;
+    do
+        st = fb_serial_drain_some(p, FB_DEADLINE_NEVER, &done, &waiting, err);
+    while (st == FB_OK && !done);
+    return st;
+}
+
+/* One look at the queue (write lock held, so no write or reopen runs beside it); when
+ * it is empty, the final wait for the chip's FIFO. */
+static fb_status drain_step(fb_serial *p, int *done, size_t *waiting, fb_error *err)
+{
+    pthread_mutex_lock(&p->write_lock);
+    pthread_mutex_lock(&p->lock);
+    fb_status st = p->open ? FB_OK : closed_error(p, err);
+    pthread_mutex_unlock(&p->lock);
+    if (st == FB_OK)
+        st = p->ops->output_waiting(&p->dev, waiting, err);
+    if (st == FB_OK && *waiting == 0 && (st = p->ops->drain(&p->dev, err)) == FB_OK)
+        *done = 1;
+    pthread_mutex_unlock(&p->write_lock);
+    return st;
+}
+
+fb_status fb_serial_drain_some(fb_serial *p, int64_t deadline_ns, int *done, size_t *waiting,
+                               fb_error *err)
+{
+    *done = 0;
+    *waiting = 0;
+    for (;;) {
+        fb_status st = drain_step(p, done, waiting, err);
+        int64_t now = fb_now_ns();
+        if (st != FB_OK || *done || now >= deadline_ns)
+            return st;
+        /* Poll again when the queue could be empty, every 20 ms at most (a queue held by
+         * flow control does not move) and not past the deadline. */
+        int64_t nap = 20 * FB_NS_PER_MS;
+        if (deadline_ns - now < nap)
+            nap = deadline_ns - now;
+        struct timespec ts = {(time_t)(nap / 1000000000LL), (long)(nap % 1000000000LL)};
+        nanosleep(&ts, NULL);
+    }
 }
 
 fb_status fb_serial_flush(fb_serial *p, int which, fb_error *err)

@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fotabench/clock.h"
 #include "serial_backend.h"
 
 /* Unix98 pty slaves: majors 136..143 (Documentation/admin-guide/devices.txt). */
@@ -60,6 +61,9 @@ static fb_status termios_configure(serial_dev *dev, const fb_serial_config *cfg,
         return fb_error_set(err, FB_ERR_ARG,
                             "baud %d is not a standard rate of this backend: use 1200..921600",
                             cfg->baud);
+    /* The emulated line's frame: start + data + parity + stop bits. */
+    dev->byte_ns = (int64_t)(1 + cfg->data_bits + (cfg->parity != FB_PARITY_NONE) +
+                             cfg->stop_bits) * 1000000000LL / cfg->baud;
     cfmakeraw(&t);
     cfsetispeed(&t, sp);
     cfsetospeed(&t, sp);
@@ -106,6 +110,8 @@ static fb_status termios_open(serial_dev *dev, const char *path, const fb_serial
     }
     dev->fd = fd;
     dev->handle = NULL;
+    dev->line_emulated = fb_serial_is_pty(path);
+    dev->line_busy_until = 0;
     fb_status st = termios_configure(dev, cfg, err);
     if (st != FB_OK) {
         close(fd);
@@ -128,7 +134,13 @@ static ssize_t termios_read(serial_dev *dev, void *buf, size_t n)
 
 static ssize_t termios_write(serial_dev *dev, const void *buf, size_t n)
 {
-    return write(dev->fd, buf, n);
+    ssize_t w = write(dev->fd, buf, n);
+    if (w > 0 && dev->line_emulated) {
+        int64_t now = fb_now_ns();
+        int64_t start = dev->line_busy_until > now ? dev->line_busy_until : now;
+        dev->line_busy_until = start + (int64_t)w * dev->byte_ns;
+    }
+    return w;
 }
 
 static fb_status modem_bit(serial_dev *dev, int bit, int on, const char *what, fb_error *err)
@@ -192,6 +204,8 @@ static fb_status termios_flush(serial_dev *dev, int which, fb_error *err)
                                                                        : TCIFLUSH;
     if (tcflush(dev->fd, q) != 0)
         return fb_error_set(err, FB_ERR_IO, "flushing the port failed: %s", strerror(errno));
+    if (which & FB_SERIAL_FLUSH_OUTPUT)
+        dev->line_busy_until = 0; /* unsent output discarded */
     return FB_OK;
 }
 
@@ -203,8 +217,24 @@ static fb_status termios_drain(serial_dev *dev, fb_error *err)
     return FB_OK;
 }
 
+static fb_status termios_output_waiting(serial_dev *dev, size_t *n, fb_error *err)
+{
+    if (dev->line_emulated) {
+        int64_t left = dev->line_busy_until - fb_now_ns();
+        *n = left > 0 ? (size_t)((left + dev->byte_ns - 1) / dev->byte_ns) : 0;
+        return FB_OK;
+    }
+    int q = 0;
+    if (ioctl(dev->fd, TIOCOUTQ, &q) != 0)
+        return fb_error_set(err, FB_ERR_IO, "reading the port's output queue failed: %s",
+                            strerror(errno));
+    *n = q > 0 ? (size_t)q : 0;
+    return FB_OK;
+}
+
 const serial_ops fb_serial_termios_ops = {
     "termios",        termios_open,    termios_close,   termios_configure,
     termios_read,     termios_write,   termios_set_dtr, termios_set_rts,
     termios_signals,  termios_break,   termios_flush,   termios_drain,
+    termios_output_waiting,
 };

@@ -183,10 +183,20 @@ static fb_status sp_drain_dev(serial_dev *dev, fb_error *err)
     return r == SP_OK ? FB_OK : sp_fail(err, r, "draining", NULL);
 }
 
+static fb_status sp_output_waiting_dev(serial_dev *dev, size_t *n, fb_error *err)
+{
+    enum sp_return r = sp_output_waiting(dev->handle);
+    if (r < 0)
+        return sp_fail(err, r, "reading the output queue", NULL);
+    *n = (size_t)r;
+    return FB_OK;
+}
+
 const serial_ops fb_serial_sp_ops = {
     "libserialport", sp_open_dev,    sp_close_dev,   sp_configure,
     sp_read_dev,     sp_write_dev,   sp_set_dtr_dev, sp_set_rts_dev,
     sp_signals_dev,  sp_break_dev,   sp_flush_dev,   sp_drain_dev,
+    sp_output_waiting_dev,
 };
 
 static void copy_str(char *dst, size_t cap, const char *src)

@@ -288,6 +288,44 @@ static void test_wait_rule(void)
     close(m);
 }
 
+/* Drain in slices: on a pty the queue is the line time at the baud (9600 8N1: 1.04 ms a
+ * byte); a deadline ends a slice with what is left, a flush of output empties it. */
+static void test_drain_some(void)
+{
+    int m;
+    char name[128];
+    CHECK(make_pty(&m, name, sizeof name) == 0);
+    fb_error err;
+    fb_serial_config cfg;
+    fb_serial_config_init(&cfg);
+    cfg.baud = 9600;
+    fb_serial *p = fb_serial_open(name, &cfg, &err);
+    CHECK(p != NULL);
+    if (!p) {
+        close(m);
+        return;
+    }
+    int done = -1;
+    size_t waiting = 99;
+    CHECK_EQ_INT(fb_serial_drain_some(p, 0, &done, &waiting, &err), FB_OK);
+    CHECK(done == 1 && waiting == 0); /* nothing written */
+    char data[192];
+    memset(data, 'd', sizeof data);
+    int64_t t0 = fb_now_ns();
+    CHECK_EQ_INT(fb_serial_write(p, data, sizeof data, t0 + FB_NS_PER_S, &err), FB_OK);
+    CHECK_EQ_INT(fb_serial_drain_some(p, fb_now_ns() + 50 * FB_NS_PER_MS, &done, &waiting, &err),
+                 FB_OK);
+    CHECK(done == 0 && waiting > 0 && waiting < sizeof data);
+    CHECK_EQ_INT(fb_serial_drain(p, &err), FB_OK);
+    CHECK(fb_now_ns() - t0 >= 190 * FB_NS_PER_MS); /* 192 bytes of line time */
+    CHECK_EQ_INT(fb_serial_write(p, data, sizeof data, fb_now_ns() + FB_NS_PER_S, &err), FB_OK);
+    CHECK_EQ_INT(fb_serial_flush(p, FB_SERIAL_FLUSH_OUTPUT, &err), FB_OK);
+    CHECK_EQ_INT(fb_serial_drain_some(p, 0, &done, &waiting, &err), FB_OK);
+    CHECK(done == 1);
+    fb_serial_close(p);
+    close(m);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "/tmp";
@@ -295,5 +333,6 @@ int main(int argc, char **argv)
     test_overflow();
     test_bad_open();
     test_wait_rule();
+    test_drain_some();
     CHECK_DONE();
 }

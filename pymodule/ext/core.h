@@ -125,7 +125,8 @@ int core_add_timeline_type(PyObject *module);
 int core_add_serial_type(PyObject *module);
 int core_add_modem_type(PyObject *module);
 int core_add_gpio_type(PyObject *module);
-int core_add_watchdog_type(PyObject *module);
+int core_add_watchdog_type(PyObject *module); /* and WatchdogResultBase */
+int core_add_flash_result_class(PyObject *module); /* FlashResultBase (flash.c) */
 
 /* The fb_timeline inside a fotabench._core.Timeline, or NULL with TypeError (None is
  * refused too: callers test for None first when it is allowed). */

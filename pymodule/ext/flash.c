@@ -5,6 +5,7 @@
  * is re-raised. Signals reach only the main thread, so a session on another thread (a
  * station's slot) is stopped through the cancel callable, asked at the same poll. */
 #include "serialobj.h"
+#include "results.h"
 
 #include "fotabench/flash.h"
 
@@ -90,27 +91,56 @@ static void on_trace(void *ctx, int direction, const uint8_t *data, size_t n, in
     PyGILState_Release(g);
 }
 
-static PyObject *result_dict(const fb_flash_result *r)
+/* FlashResult's fields, declared once (results.h): name, kind, value from `r` (and the
+ * two strings made first). fotabench.FlashResult and the .pyi follow this table. */
+#define FLASH_RESULT(X)                                                                    \
+    X(chip, STR, r->chip ? r->chip->name : "")                                             \
+    X(model, STR, r->model ? r->model->name : "")                                          \
+    X(hw_id, INT, r->hw_id)                                                                \
+    X(brom_version, INT, r->brom_version)                                                  \
+    X(target_config, UINT, r->target_config)                                               \
+    X(me_id, STR, me)                                                                      \
+    X(da_version, STR, dav)                                                                \
+    X(baud, INT, r->baud)                                                                  \
+    X(address, UINT, r->address)                                                           \
+    X(length, UINT, r->length)                                                             \
+    X(checksum, UINT, r->checksum)                                                         \
+    X(nor_id, UINT, r->info.nor_id)                                                        \
+    X(packets, UINT, r->packets)                                                           \
+    X(resends, UINT, r->resends)                                                           \
+    X(erase_units, UINT, r->erase_units)                                                   \
+    X(tx_bytes, UINT, r->tx_bytes)                                                         \
+    X(rx_bytes, UINT, r->rx_bytes)                                                         \
+    X(data_bytes, UINT, r->data_tx_bytes)                                                  \
+    X(handshake_ns, INT, r->handshake_ns)                                                  \
+    X(agent_ns, INT, r->agent_ns)                                                          \
+    X(erase_ns, INT, r->erase_ns)                                                          \
+    X(write_ns, INT, r->write_ns)                                                          \
+    X(verify_ns, INT, r->verify_ns)                                                        \
+    X(total_ns, INT, r->total_ns)                                                          \
+    X(verified, BOOL, r->verified)
+
+static const core_field flash_fields[] = {FLASH_RESULT(CORE_RESULT_FIELD)};
+#define FLASH_FIELD_COUNT (sizeof flash_fields / sizeof flash_fields[0])
+
+/* The values in flash_fields' order (fotabench.FlashResult(*values)). */
+static PyObject *result_values(const fb_flash_result *r)
 {
     char me[33];
     for (int i = 0; i < 16; i++)
         snprintf(me + 2 * i, 3, "%02x", r->me_id[i]);
     char dav[16];
     snprintf(dav, sizeof dav, "%u.%u", r->da.major, r->da.minor);
-    return Py_BuildValue(
-        "{s:s,s:s,s:i,s:i,s:k,s:s,s:s,s:i,s:k,s:k,s:i,s:i,s:I,s:I,s:I,s:K,s:K,s:K,s:L,s:L,s:L,"
-        "s:L,s:L,s:L,s:O}",
-        "chip", r->chip ? r->chip->name : "", "model", r->model ? r->model->name : "",
-        "hw_id", r->hw_id, "brom_version", r->brom_version, "target_config",
-        (unsigned long)r->target_config, "me_id", me, "da_version", dav, "baud", r->baud,
-        "address", (unsigned long)r->address, "length", (unsigned long)r->length, "checksum",
-        r->checksum, "nor_id", (int)r->info.nor_id, "packets", r->packets, "resends",
-        r->resends, "erase_units", r->erase_units, "tx_bytes", (unsigned long long)r->tx_bytes,
-        "rx_bytes", (unsigned long long)r->rx_bytes, "data_bytes",
-        (unsigned long long)r->data_tx_bytes, "handshake_ns", (long long)r->handshake_ns,
-        "agent_ns", (long long)r->agent_ns, "erase_ns", (long long)r->erase_ns, "write_ns",
-        (long long)r->write_ns, "verify_ns", (long long)r->verify_ns, "total_ns",
-        (long long)r->total_ns, "verified", r->verified ? Py_True : Py_False);
+    PyObject *values[] = {FLASH_RESULT(CORE_RESULT_VALUE)};
+    return core_result_tuple(values, FLASH_FIELD_COUNT);
+}
+
+int core_add_flash_result_class(PyObject *module)
+{
+    return core_add_result_class(module, "FlashResultBase",
+                                 "A flash's figures (times in ns), the fields of "
+                                 "fotabench.FlashResult, in the order flash() returns them.",
+                                 flash_fields, FLASH_FIELD_COUNT);
 }
 
 static PyObject *da_entries(const fb_da_file *da)
@@ -283,7 +313,7 @@ static PyObject *py_flash(PyObject *module, PyObject *args, PyObject *kwargs)
     } else if (rc != FB_OK) {
         core_raise(module, &err);
     } else {
-        result = result_dict(&res);
+        result = result_values(&res);
     }
 out:
     fb_da_file_free(da);
@@ -296,7 +326,8 @@ PyMethodDef core_flash_methods[] = {
     {"flash", (PyCFunction)(void (*)(void))py_flash, METH_VARARGS | METH_KEYWORDS,
      "flash(port, da, image, baud=921600, verify=False, reset=True, handshake_timeout=None, "
      "answer_timeout=3.0, max_resends=3, timeline=None, source=None, progress=None, "
-     "trace=None, cancel=None) -> dict\n\nFlash an app image through the BootROM (GIL released)."},
+     "trace=None, cancel=None) -> tuple\n\nFlash an app image through the BootROM (GIL released); "
+     "the figures in the order of FlashResultBase's fields."},
     {"da_inspect", py_da_inspect, METH_O, "da_inspect(path) -> dict\n\nRead a DA file."},
     {"flash_chips", py_chips, METH_NOARGS,
      "flash_chips() -> list\n\n(name, hw_id, da_hw_code, models) of the chips known."},

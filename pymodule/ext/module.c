@@ -49,7 +49,7 @@ static int core_exec(PyObject *module)
         add_methods(module, core_image_methods) < 0 ||
         add_methods(module, core_package_methods) < 0 ||
         add_methods(module, core_url_methods) < 0 || add_methods(module, core_wait_methods) < 0 ||
-        add_methods(module, core_flash_methods) < 0 ||
+        add_methods(module, core_flash_methods) < 0 || core_add_flash_result_class(module) < 0 ||
         add_methods(module, core_timeline_methods) < 0 || core_add_timeline_type(module) < 0 ||
         add_methods(module, core_serial_methods) < 0 || core_add_serial_type(module) < 0 ||
         core_add_gpio_type(module) < 0 || core_add_watchdog_type(module) < 0)

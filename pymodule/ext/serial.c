@@ -382,10 +382,46 @@ static PyObject *serial_flush(PyObject *op, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-static PyObject *serial_drain(PyObject *op, PyObject *unused)
+/* A drain in slices (fb_serial_drain_some), like write: a port held by RTS/CTS or XOFF
+ * never empties, and Ctrl-C or a close() from another thread must still end the wait. */
+typedef struct drain_ctx {
+    fb_serial *port;
+    int done;
+    size_t waiting;
+    fb_status st;
+    fb_error err;
+} drain_ctx;
+
+static int drain_slice(void *ctx, int64_t slice)
 {
-    (void)unused;
-    CONTROL_CALL(op, fb_serial_drain(port, &err));
+    drain_ctx *d = ctx;
+    d->st = fb_serial_drain_some(d->port, slice, &d->done, &d->waiting, &d->err);
+    return d->st != FB_OK || d->done;
+}
+
+static PyObject *serial_drain(PyObject *op, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"timeout", NULL};
+    SerialObject *self = (SerialObject *)op;
+    PyObject *timeout_arg = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|O:drain", kwlist, &timeout_arg))
+        return NULL;
+    int64_t deadline;
+    if (core_deadline_arg(module_of(op), timeout_arg, "timeout", &deadline) < 0 ||
+        core_serial_enter(self) < 0)
+        return NULL;
+    drain_ctx d = {self->port, 0, 0, FB_OK, {FB_OK, ""}};
+    int r = core_wait(module_of(op), deadline, &self->closing, "the port", drain_slice, &d);
+    core_serial_leave(self);
+    if (r < 0)
+        return NULL;
+    if (d.st == FB_OK && !d.done)
+        d.st = fb_error_set(&d.err, FB_ERR_TIMEOUT,
+                            "draining %s: %zu bytes still not sent in time (a slow baud, or "
+                            "flow control holding them: RTS/CTS with CTS off, an XOFF?)",
+                            fb_serial_path(self->port), d.waiting);
+    if (d.st != FB_OK)
+        return core_raise(module_of(op), &d.err);
     Py_RETURN_NONE;
 }
 
@@ -490,7 +526,8 @@ static PyMethodDef serial_methods[] = {
     {"signals", serial_signals, METH_NOARGS, "signals() -> dict of cts, dsr, dcd, ri"},
     {"send_break", serial_send_break, METH_O, "send_break(ms) -> None"},
     {"flush", serial_flush, METH_O, "flush(which) -> None\n\n1 input, 2 output, 3 both."},
-    {"drain", serial_drain, METH_NOARGS, "drain() -> None\n\nWait until output is sent."},
+    {"drain", (PyCFunction)(void (*)(void))serial_drain, METH_VARARGS | METH_KEYWORDS,
+     "drain(timeout=None) -> None\n\nWait until output is sent (GIL released, in slices)."},
     {"configure", (PyCFunction)(void (*)(void))serial_configure, METH_VARARGS | METH_KEYWORDS,
      "configure(baud=115200, data_bits=8, parity='none', stop_bits=1, flow='none') -> None"},
     {"stats", serial_stats, METH_NOARGS, "stats() -> dict"},

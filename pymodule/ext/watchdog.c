@@ -1,6 +1,7 @@
 /* fotabench._core.WatchdogMonitor: the C core's fb_watchdog on a GpioLine (live) or
  * fed by hand (recorded waveforms). */
 #include "gpioobj.h"
+#include "results.h"
 
 #include <time.h>
 
@@ -22,19 +23,32 @@ static PyObject *module_of(PyObject *self)
     return PyType_GetModule(Py_TYPE(self));
 }
 
-static PyObject *result_dict(const fb_watchdog_result *r)
+/* WatchdogResult's fields, declared once (results.h); fotabench.WatchdogResult and the
+ * .pyi follow this table. */
+#define WATCHDOG_RESULT(X)                                                                 \
+    X(start_ns, INT, r->start_ns)                                                          \
+    X(stop_ns, INT, r->stop_ns)                                                            \
+    X(edges, UINT, r->edges)                                                               \
+    X(longest_gap_ns, INT, r->longest_gap_ns)                                              \
+    X(longest_gap_at_ns, INT, r->longest_gap_at_ns)                                        \
+    X(shortest_interval_ns, INT, r->shortest_interval_ns)                                  \
+    X(mean_interval_ns, INT, r->mean_interval_ns)                                          \
+    X(first_edge_ns, INT, r->first_edge_ns)                                                \
+    X(last_edge_ns, INT, r->last_edge_ns)                                                  \
+    X(timeout_ns, INT, r->timeout_ns)                                                      \
+    X(over_two_thirds, BOOL, r->over_two_thirds)                                           \
+    X(over_timeout, BOOL, r->over_timeout)                                                 \
+    X(lost, UINT, r->lost)                                                                 \
+    X(running, BOOL, r->running)
+
+static const core_field watchdog_fields[] = {WATCHDOG_RESULT(CORE_RESULT_FIELD)};
+#define WATCHDOG_FIELD_COUNT (sizeof watchdog_fields / sizeof watchdog_fields[0])
+
+/* The values in watchdog_fields' order (fotabench.WatchdogResult(*values)). */
+static PyObject *result_values(const fb_watchdog_result *r)
 {
-    return Py_BuildValue(
-        "{s:L,s:L,s:K,s:L,s:L,s:L,s:L,s:L,s:L,s:L,s:O,s:O,s:K,s:O}", "start_ns",
-        (long long)r->start_ns, "stop_ns", (long long)r->stop_ns, "edges",
-        (unsigned long long)r->edges, "longest_gap_ns", (long long)r->longest_gap_ns,
-        "longest_gap_at_ns", (long long)r->longest_gap_at_ns, "shortest_interval_ns",
-        (long long)r->shortest_interval_ns, "mean_interval_ns", (long long)r->mean_interval_ns,
-        "first_edge_ns", (long long)r->first_edge_ns, "last_edge_ns",
-        (long long)r->last_edge_ns, "timeout_ns", (long long)r->timeout_ns, "over_two_thirds",
-        r->over_two_thirds ? Py_True : Py_False, "over_timeout",
-        r->over_timeout ? Py_True : Py_False, "lost", (unsigned long long)r->lost, "running",
-        r->running ? Py_True : Py_False);
+    PyObject *values[] = {WATCHDOG_RESULT(CORE_RESULT_VALUE)};
+    return core_result_tuple(values, WATCHDOG_FIELD_COUNT);
 }
 
 static PyObject *wd_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
@@ -188,7 +202,7 @@ static PyObject *wd_stop(PyObject *op, PyObject *args)
     Py_END_ALLOW_THREADS
     self->inflight--;
     drop_from_line(self);
-    return result_dict(&r);
+    return result_values(&r);
 }
 
 static PyObject *wd_result(PyObject *op, PyObject *unused)
@@ -199,7 +213,7 @@ static PyObject *wd_result(PyObject *op, PyObject *unused)
         return NULL;
     fb_watchdog_result r;
     fb_watchdog_get(self->w, &r);
-    return result_dict(&r);
+    return result_values(&r);
 }
 
 static PyObject *wd_intervals(PyObject *op, PyObject *unused)
@@ -283,8 +297,10 @@ static PyObject *wd_close_m(PyObject *op, PyObject *unused)
 
 static PyMethodDef wd_methods[] = {
     {"feed", wd_feed, METH_O, "feed(t_ns) -> None\n\nOne edge (recorded waveforms)."},
-    {"stop", wd_stop, METH_VARARGS, "stop(stop_ns=0) -> dict\n\nEnd the watch; the verdict."},
-    {"result", wd_result, METH_NOARGS, "result() -> dict\n\nThe figures so far."},
+    {"stop", wd_stop, METH_VARARGS,
+     "stop(stop_ns=0) -> tuple\n\nEnd the watch; the verdict (WatchdogResultBase's fields)."},
+    {"result", wd_result, METH_NOARGS,
+     "result() -> tuple\n\nThe figures so far (WatchdogResultBase's fields)."},
     {"intervals", wd_intervals, METH_NOARGS, "intervals() -> list of ns between edges"},
     {"wait_stall", wd_wait_stall, METH_VARARGS,
      "wait_stall(threshold_s, timeout=None) -> gap_ns or None\n\nReturn when the current gap "
@@ -324,5 +340,11 @@ int core_add_watchdog_type(PyObject *module)
     st->watchdog_type = PyType_FromModuleAndSpec(module, &wd_spec, NULL);
     if (!st->watchdog_type)
         return -1;
-    return PyModule_AddType(module, (PyTypeObject *)st->watchdog_type);
+    if (PyModule_AddType(module, (PyTypeObject *)st->watchdog_type) < 0)
+        return -1;
+    return core_add_result_class(module, "WatchdogResultBase",
+                                 "A watchdog monitor's figures (ns on the bench clock), the "
+                                 "fields of fotabench.WatchdogResult, in the order stop() and "
+                                 "result() return them.",
+                                 watchdog_fields, WATCHDOG_FIELD_COUNT);
 }

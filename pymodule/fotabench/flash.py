@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from dataclasses import dataclass
 from typing import IO, Callable, Union
 
 from . import _core
@@ -34,34 +33,10 @@ TraceFn = Callable[[str, bytes, int], object]
 ImageArg = Union[str, "os.PathLike[str]", bytes]
 
 
-@dataclass(frozen=True)
-class FlashResult:
-    """What a flash found and did (times in nanoseconds)."""
-    chip: str
-    model: str
-    hw_id: int
-    brom_version: int
-    target_config: int
-    me_id: str
-    da_version: str
-    baud: int
-    address: int
-    length: int
-    checksum: int
-    nor_id: int
-    packets: int
-    resends: int
-    erase_units: int
-    tx_bytes: int
-    rx_bytes: int
-    data_bytes: int
-    handshake_ns: int
-    agent_ns: int
-    erase_ns: int
-    write_ns: int
-    verify_ns: int
-    total_ns: int
-    verified: bool
+class FlashResult(_core.FlashResultBase):
+    """What a flash found and did (times in nanoseconds): a frozen dataclass whose fields
+    are declared once, in the extension (``_core.FlashResultBase``, from ext/flash.c's
+    table), so they cannot drift from what the C core returns."""
 
     @property
     def line_rate_ratio(self) -> float:
@@ -186,7 +161,7 @@ class Flasher:
                 helper.cancel()
                 if helper.is_alive():
                     helper.join()
-        return FlashResult(**raw)
+        return FlashResult(*raw)
 
     def close(self) -> None:
         if self._owned:

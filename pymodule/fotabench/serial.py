@@ -300,9 +300,12 @@ class SerialPort:
                 self._buf.clear()
         self._core.flush(which)
 
-    def drain(self) -> None:
-        """Wait until all output has left."""
-        self._core.drain()
+    def drain(self, timeout: float | None = None) -> None:
+        """Wait until all output has left (the one timeout rule; BenchTimeoutError when
+        flow control still holds some at the end). Ctrl-C and a close() from another
+        thread end it. On a pseudo-terminal it waits the line time of what was written
+        at the port's baud, as a UART would."""
+        self._core.drain(timeout)
 
     def configure(self, baud: int = 115200, *, data_bits: int = 8,
                   parity: Literal["none", "odd", "even"] = "none", stop_bits: int = 1,

@@ -27,7 +27,6 @@ Live on a line::
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from . import _core
 from .gpio import GpioLine
@@ -36,24 +35,10 @@ from .timeline import Timeline
 __all__ = ["WatchdogMonitor", "WatchdogResult"]
 
 
-@dataclass(frozen=True)
-class WatchdogResult:
-    """The monitor's figures (ns on the bench clock)."""
-
-    start_ns: int
-    stop_ns: int
-    edges: int
-    longest_gap_ns: int
-    longest_gap_at_ns: int
-    shortest_interval_ns: int
-    mean_interval_ns: int
-    first_edge_ns: int
-    last_edge_ns: int
-    timeout_ns: int
-    over_two_thirds: bool
-    over_timeout: bool
-    lost: int
-    running: bool
+class WatchdogResult(_core.WatchdogResultBase):
+    """The monitor's figures (ns on the bench clock): a frozen dataclass whose fields are
+    declared once, in the extension (``_core.WatchdogResultBase``, from ext/watchdog.c's
+    table), so they cannot drift from what the C core returns."""
 
     @property
     def ok(self) -> bool:
@@ -105,7 +90,7 @@ class WatchdogMonitor:
         stop()."""
         if self._final is not None:
             return self._final
-        return WatchdogResult(**self._core.result())
+        return WatchdogResult(*self._core.result())
 
     def intervals(self) -> list[int]:
         """Every interval between consecutive edges, in ns."""
@@ -120,7 +105,7 @@ class WatchdogMonitor:
     def stop(self, stop_ns: int = 0) -> WatchdogResult:
         """End the watch (at stop_ns, default now) and return the verdict."""
         if self._final is None:
-            self._final = WatchdogResult(**self._core.stop(stop_ns))
+            self._final = WatchdogResult(*self._core.stop(stop_ns))
         return self._final
 
     def close(self) -> None:

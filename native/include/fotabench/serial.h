@@ -103,8 +103,16 @@ fb_status fb_serial_send_break(fb_serial *port, int duration_ms, fb_error *err);
 #define FB_SERIAL_FLUSH_OUTPUT 2
 /* Discard unread input (device and ring) and/or unsent output. */
 fb_status fb_serial_flush(fb_serial *port, int which, fb_error *err);
-/* Wait until all output has been sent. */
+/* Wait until all output has been sent (for ever: a port held by RTS/CTS never ends it;
+ * callers that must see Ctrl-C or a close() use fb_serial_drain_some). */
 fb_status fb_serial_drain(fb_serial *port, fb_error *err);
+/* As fb_serial_drain, but until deadline_ns at most: FB_OK with *done = 0 when it passed
+ * and *waiting bytes still queued. It polls the driver's queue (TIOCOUTQ,
+ * sp_output_waiting) and, once that is empty, waits for the chip's FIFO (tcdrain,
+ * sp_drain: short). On a pseudo-terminal the queue is the line time of what was
+ * written at the port's baud (the kernel has no line there). */
+fb_status fb_serial_drain_some(fb_serial *port, int64_t deadline_ns, int *done, size_t *waiting,
+                               fb_error *err);
 /* Change baud/framing/flow control on the open port. */
 fb_status fb_serial_configure(fb_serial *port, const fb_serial_config *cfg, fb_error *err);
 

@@ -22,6 +22,7 @@ and its module is left powered as the slot's ``power_after`` says. See docs/benc
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -120,6 +121,11 @@ class SlotJob:
     def __repr__(self) -> str:
         what = self.result.summary() if self.result else "running"
         return f"<SlotJob {self.slot}: {what}>"
+
+
+def _scanned_imei(serial: Optional[str]) -> Optional[str]:
+    """A scanned code that is an IMEI (15 digits), which the module must then say."""
+    return serial if serial is not None and re.fullmatch(r"[0-9]{15}", serial) else None
 
 
 def _default_db(station: StationSpec, db: Optional[str]) -> str:
@@ -246,7 +252,11 @@ class Bench:
 
     def start_slot(self, slot: str, package: PathLike, *, serial: Optional[str] = None,
                    retry: Optional[RetryPolicy] = None) -> SlotJob:
-        """Start one slot's upgrade on its own thread (SlotBusyError if it runs)."""
+        """Start one slot's upgrade on its own thread (SlotBusyError if it runs).
+
+        ``serial``: the code scanned off the module's label. An IMEI (15 digits) must
+        be the module's own: another is a fail ``wrong_module``, recorded as such, and
+        the module is not upgraded (``Upgrade(expect_imei=...)``)."""
         spec = self._slot(slot)
         if self._closed:
             raise BenchError("the bench is closed")
@@ -299,7 +309,7 @@ class Bench:
             up = Upgrade(dut, job.package, protocol=spec.protocol or self.station.protocol,
                          server=self.server, timeouts=spec.timeouts or self.station.timeouts,
                          retry=job.retry, events=self.events, timeline=timeline,
-                         log_dir=log_dir,
+                         log_dir=log_dir, expect_imei=_scanned_imei(job.serial),
                          on_attempt=lambda r: self._record(job, r))
             with job._lock:
                 job.upgrade = up

@@ -257,6 +257,9 @@ class Upgrade:
     module's fault). ``server``: the station's running :class:`fotabench.PackageServer`
     (default: one of its own on 127.0.0.1 for the run). ``expect_version``: the
     version the module must run afterwards (default: any other than before).
+    ``expect_imei``: the IMEI the module must say (``AT+GSN``), e.g. one scanned off its
+    label: another is a **fail** ``wrong_module`` (both IMEIs in the reason), judged
+    before anything is served or upgraded.
     ``events``: an :class:`EventBus` (default: a private one shown on stderr by
     :class:`fotabench.bench.progress.Progress`: a live table on a terminal, plain lines
     elsewhere). ``timeline``: where every event lands (default: the Dut's, else a new
@@ -278,7 +281,7 @@ class Upgrade:
                  timeouts: Optional[Timeouts] = None, dialect: Optional[Dialect] = None,
                  retry: Optional[RetryPolicy] = None, events: Optional[EventBus] = None,
                  timeline: Optional[Timeline] = None, expect_version: Optional[str] = None,
-                 log_dir: Optional[PathLike] = None, wdt_timeout: float = 1.6,
+                 expect_imei: Optional[str] = None, log_dir: Optional[PathLike] = None, wdt_timeout: float = 1.6,
                  workdir: Optional[PathLike] = None, faults: Optional[Sequence[str]] = None,
                  on_attempt: Optional[Callable[["UpgradeResult"], Any]] = None):
         slot = getattr(dut, "slot", None)
@@ -301,6 +304,7 @@ class Upgrade:
         self.events = events if events is not None else EventBus()
         self.timeline = timeline or dut.timeline or Timeline()
         self.expect_version = expect_version
+        self.expect_imei = expect_imei
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.wdt_timeout = wdt_timeout
         self.workdir = None if workdir is None else Path(workdir)
@@ -606,6 +610,8 @@ class Upgrade:
         self._emit("log", extra={"model": self._identity["model"],
                                  "imei": self._identity["imei"],
                                  "version": run.version_before})
+        if self.expect_imei is not None:
+            self._check_imei(dia)
         # attach
         if dia.at:
             self._phase(run, "attach")
@@ -839,6 +845,17 @@ class Upgrade:
             return []
         return [r for r in server.records
                 if r.module == self.module_name and r.start_ns >= run.t_trigger]
+
+    def _check_imei(self, dia: Dialect) -> None:
+        """The module in the slot is the one expected (scanned), before it is upgraded."""
+        want, got = self.expect_imei, self._identity["imei"]
+        if got is None:
+            how = "" if dia.at else f" (the {dia.name} dialect has no AT identity)"
+            raise _error("identify", f"the module did not say its IMEI{how}, so the "
+                                     f"expected IMEI {want} cannot be checked")
+        if got != want:
+            raise _fail("wrong_module", f"wrong module: scanned IMEI {want}, the module in "
+                                        f"slot {self.dut.name} says {got}")
 
     def _judge_failed_download(self, run: "_Run", server: Any, ended: str) -> _Verdict:
         self._stop_watchdog(run)
