@@ -149,10 +149,28 @@ static fb_status g_request(fb_gpio *g, fb_gpio_line *l, fb_error *err)
     gl->req = gpiod_chip_request_lines(c->chip, rc, lc);
     if (!gl->req) {
         int e = errno;
-        st = fb_error_set(err, FB_ERR_IO,
-                          "requesting GPIO line %s (offset %d) on %s failed: %s%s", l->name,
-                          offset, c->path, strerror(e),
-                          e == EBUSY ? " (another program holds it: `gpioinfo` shows who)" : "");
+        if (e == EBUSY) {
+            /* The kernel tells who holds the line (its consumer label, not a pid). */
+            char holder[80] = "";
+            const char *kname = NULL;
+            struct gpiod_line_info *info = gpiod_chip_get_line_info(c->chip, (unsigned)offset);
+            if (info) {
+                const char *who = gpiod_line_info_get_consumer(info);
+                if (who && *who)
+                    snprintf(holder, sizeof holder, "\"%.70s\"", who);
+                kname = gpiod_line_info_get_name(info);
+            }
+            st = fb_error_set(err, FB_ERR_BUSY,
+                              "GPIO line %s (offset %d%s%s%s) on %s is busy: held by %s "
+                              "(`gpioinfo %s` shows the holder)",
+                              l->name, offset, kname && *kname ? ", named \"" : "",
+                              kname && *kname ? kname : "", kname && *kname ? "\"" : "",
+                              c->path, holder[0] ? holder : "another program", c->path);
+            gpiod_line_info_free(info);
+            goto out;
+        }
+        st = fb_error_set(err, FB_ERR_IO, "requesting GPIO line %s (offset %d) on %s failed: %s",
+                          l->name, offset, c->path, strerror(e));
         goto out;
     }
     l->offset = offset;

@@ -49,7 +49,9 @@ fb_gpio *fb_gpio_open_virtual(const char *socket_path, fb_timeline *timeline, fb
 void fb_gpio_close(fb_gpio *gpio);
 const char *fb_gpio_backend_name(const fb_gpio *gpio); /* "gpiod" / "virtual" */
 
-/* Request a line by name (offset < 0) or by offset (name NULL). */
+/* Request a line by name (offset < 0) or by offset (name NULL). FB_ERR_BUSY when
+ * another program holds it (gpiochip: the message names the holder's consumer label
+ * as the kernel reports it). */
 fb_gpio_line *fb_gpio_request(fb_gpio *gpio, const char *name, int offset,
                               const fb_gpio_line_config *cfg, fb_error *err);
 void fb_gpio_release(fb_gpio_line *line);
