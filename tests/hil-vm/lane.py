@@ -1235,7 +1235,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "hil-vm")
     ap.add_argument("--cache", type=Path, default=None)
-    ap.add_argument("--timeout", type=float, default=120.0, help="guest run bound, seconds")
+    ap.add_argument("--timeout", type=float, default=180.0, help="guest run bound, seconds")
     ap.add_argument("--direct", action="store_true",
                     help="test libgpiod/libserialport directly even where the core has its API")
     ap.add_argument("--no-whole-path", action="store_true",
