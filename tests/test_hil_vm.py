@@ -163,7 +163,9 @@ def test_station_upgrade_over_8250_and_gpio_sim(lane):
     assert guest["executable"] == sys.executable, "the guest ran another Python"
     assert guest["fotabench"].startswith(str(ROOT / "pymodule")), guest["fotabench"]
     yaml_text = st["station_yaml"]
-    assert "port: /dev/ttyS1" in yaml_text and "gpio_chip: \"/dev/gpiochip" in yaml_text
+    # s1 names its chip by label (the core finds /dev/gpiochipN), s2 by path
+    assert "port: /dev/ttyS1" in yaml_text and "gpio_chip: fb-bench" in yaml_text
+    assert "gpio_chip: \"/dev/gpiochip" in yaml_text
     s1 = guest["results"]["s1"]
     assert s1["outcome"] == "pass", s1["reason"]
     assert (s1["version_before"], s1["version_after"]) == ("1.0.0", "2.0.0")

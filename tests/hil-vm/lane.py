@@ -543,8 +543,9 @@ class StationPath:
 # The qemu lane's station (tests/hil-vm/lane.py writes it; the guest's /init puts
 # the gpio-sim chip's path for @CHIP@ into station.yaml). Slot s1 is a real-kind
 # slot: the 8250 UART ttyS1 (the host relays it to the virtual module's uart1) and
-# lines on gpio-sim wired like the module's pins (PWRKEY and RESET_N act low).
-# Slot s2's PWRKEY is line {self.HOLD_LINE}, which another program holds.
+# lines on gpio-sim (named by its label) wired like the module's pins (PWRKEY and
+# RESET_N act low). Slot s2's PWRKEY is line {self.HOLD_LINE}, which another
+# program holds.
 version: 1
 station: qemu-guest
 protocol: http
@@ -558,7 +559,7 @@ slots:
   - name: s1
     model: M66
     port: /dev/ttyS1
-    gpio_chip: "@CHIP@"
+    gpio_chip: fb-bench     # the chip's label: the core finds its /dev/gpiochipN
     lines:
       PWRKEY: {{line: 0, active_low: true}}
       RESET: {{line: 1, active_low: true}}

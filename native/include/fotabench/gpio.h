@@ -43,6 +43,8 @@ typedef struct fb_gpio_line_config {
 
 void fb_gpio_line_config_init(fb_gpio_line_config *cfg);
 
+/* path: /dev/gpiochipN, gpiochipN, or a chip's label (the first chip under /dev that
+ * has it); FB_ERR_CLOSED when no chip has that name or label. */
 fb_gpio *fb_gpio_open_chip(const char *path, fb_timeline *timeline, fb_error *err);
 fb_gpio *fb_gpio_open_virtual(const char *socket_path, fb_timeline *timeline, fb_error *err);
 /* Release every line and close. NULL is fine. */
