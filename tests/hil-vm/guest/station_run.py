@@ -3,7 +3,7 @@ fotabench (the host's root mounted read-only over 9p, guest/init.sh chroots into
 
     station_run.py STATION.yaml PACKAGE OUT_DIR
 
-Runs ``fotabench.bench.Bench(STATION).run(PACKAGE)`` on every slot of the station
+Runs ``fotabench.Bench(STATION).run(PACKAGE)`` on every slot of the station
 (real-kind slots: /dev/ttyS1 through libserialport, lines on the gpio-sim chip through
 libgpiod) and writes OUT_DIR/result.json: each slot's UpgradeResult, the bench's
 events, the GPIO part of the timeline, the run directory. Prints ``STATION RESULT
@@ -27,18 +27,16 @@ def main() -> int:
                     "uname": " ".join(os.uname())}
     try:
         import fotabench
-        from fotabench.bench.events import EventBus
-        from fotabench.bench.run import Bench
-        from fotabench.timeline import Timeline
+        from fotabench import Bench, EventBus, Timeline
         report["fotabench"] = fotabench.__file__
         report["import_s"] = round(time.monotonic() - t0, 2)
         print(f"STATION IMPORTED {report['import_s']} s {fotabench.__file__}", flush=True)
         events: list[dict] = []
         bus = EventBus()
+        fields = ("phase", "state", "percent", "bytes_served", "gap_ms", "outcome", "detail")
         bus.subscribe(lambda e: events.append(
             {"t_ns": e.t_ns, "slot": e.slot, "kind": e.kind,
-             **{k: getattr(e, k, None) for k in ("phase", "state", "percent", "bytes_served", "gap_ms", "outcome",
-                                                 "detail")}}))
+             **{k: getattr(e, k) for k in fields}}))
         tl = Timeline()
         t_run = time.monotonic()
         with Bench(station, events=bus, out_dir=out / "runs",
