@@ -4,8 +4,10 @@ tests/hil-vm/lane.py assembles a guest from Debian packages (bookworm-backports
 kernel, gpio-sim built out of tree, busybox-static), boots it under qemu with 8250
 UARTs and a gpio-sim chip, and runs tests/hil-vm/guest/ (linked statically against
 the C core) inside. Each check the guest reports is one test here; a failure shows
-the check's detail and the guest's console. docs/hil-vm.md has the design and the
-figures.
+the check's detail and the guest's console. Last, the station phase: the host's own
+Python and fotabench.Bench, run in the guest, upgrade the host's virtual module
+through a real-kind slot (ttyS1 + gpio-sim); the test_station_* tests assert its
+evidence. docs/hil-vm.md has the design and the figures.
 
 Skips, with the reason, when the lane cannot run: not x86_64, no qemu, kernel
 packages unavailable (a failed download), FOTABENCH_HIL_VM=0; a check the guest

@@ -14,7 +14,11 @@ machine's kernel lacks (recipe measured in shared/spec/hil-vm.md):
 
 then boots it under qemu (TCG, no KVM needed) with 8250 UARTs: ttyS0 the console,
 ttyS1 wired to a host unix socket (this script is the host side), ttyS2 a UART the
-guest puts in internal loopback. The guest prints `RESULT <name> PASS|FAIL <detail>`
+guest puts in internal loopback. Last comes the station phase (StationPath): the
+guest mounts the host's root read-only over 9p, chroots into it and runs this very
+Python's fotabench.Bench on a real-kind slot (ttyS1, lines on gpio-sim) against a
+virtual module on the host, its package server reached through qemu's user-mode
+network (one forward from the host's loopback, restrict=on). The guest prints `RESULT <name> PASS|FAIL <detail>`
 and `MEASURE <name> <value> <unit>` lines; this script adds the host's own RESULT
 lines, writes everything to OUT/console.log and OUT/results.json and exits
 
@@ -22,7 +26,8 @@ lines, writes everything to OUT/console.log and OUT/results.json and exits
     2  lane broke (build, boot or guest never finished); reason on stderr
     77 lane cannot run here (not x86_64, no qemu, no kernel packages); reason on stderr
 
-Usage: lane.py [--out DIR] [--cache DIR] [--timeout S] [--keep]
+Usage: lane.py [--out DIR] [--cache DIR] [--timeout S] [--direct] [--no-whole-path]
+               [--no-station]
 Cache: $FOTABENCH_HIL_CACHE, else $XDG_CACHE_HOME/fotabench/hil-vm (~/.cache/...).
 """
 from __future__ import annotations
