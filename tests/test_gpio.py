@@ -167,6 +167,15 @@ def test_gpiod_chip_missing_is_a_clear_error():
     assert "gpiodetect" in str(ei.value)
 
 
+def test_gpiod_chip_label_not_found_is_a_clear_error():
+    # A name without '/' is gpiochipN or a chip label (the qemu lane opens gpio-sim's
+    # chip by its label); none here has this one.
+    with pytest.raises(fotabench.ClosedError) as ei:
+        GpioChip("fb-no-such-label")
+    assert "no GPIO chip named or labelled fb-no-such-label" in str(ei.value)
+    assert "gpiodetect" in str(ei.value)
+
+
 def test_fast_toggling_line_has_a_defined_result(board):
     # 20000 edges as fast as the board can send (a line toggling at 10 kHz, with board
     # stamps 100 us apart): the queue keeps the newest 1024 and says how many it dropped;

@@ -3,6 +3,7 @@
  * request's edge events (kernel timestamps on CLOCK_MONOTONIC, line sequence
  * numbers). */
 #define _GNU_SOURCE /* pipe2 */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <gpiod.h>
@@ -31,6 +32,42 @@ typedef struct gline {
     fb_gpio_line *line;
 } gline;
 
+/* A chip given without a '/' (as station files allow): "gpiochipN" is /dev/gpiochipN,
+ * anything else a chip label (gpiodetect's first column vs its label), looked up
+ * among /dev/gpiochip*. Writes the device path to out; 0, or -1 when no chip has it. */
+static int resolve_chip(const char *name, char *out, size_t cap)
+{
+    if (strchr(name, '/')) {
+        snprintf(out, cap, "%s", name);
+        return 0;
+    }
+    if (!strncmp(name, "gpiochip", 8)) {
+        snprintf(out, cap, "/dev/%s", name);
+        if (access(out, F_OK) == 0)
+            return 0;
+    }
+    DIR *d = opendir("/dev");
+    if (!d)
+        return -1;
+    int found = -1;
+    struct dirent *de;
+    while (found < 0 && (de = readdir(d))) {
+        if (strncmp(de->d_name, "gpiochip", 8))
+            continue;
+        snprintf(out, cap, "/dev/%.200s", de->d_name);
+        struct gpiod_chip *chip = gpiod_chip_open(out);
+        struct gpiod_chip_info *info = chip ? gpiod_chip_get_info(chip) : NULL;
+        if (info && !strcmp(gpiod_chip_info_get_label(info), name))
+            found = 0;
+        if (info)
+            gpiod_chip_info_free(info);
+        if (chip)
+            gpiod_chip_close(chip);
+    }
+    closedir(d);
+    return found;
+}
+
 fb_gpio *fb_gpio_open_chip(const char *path, fb_timeline *tl, fb_error *err)
 {
     if (!path || !*path) {
@@ -42,12 +79,18 @@ fb_gpio *fb_gpio_open_chip(const char *path, fb_timeline *tl, fb_error *err)
         fb_error_set(err, FB_ERR_NOMEM, "out of memory opening %s", path);
         return NULL;
     }
-    snprintf(c->path, sizeof c->path, "%s", path);
-    c->chip = gpiod_chip_open(path);
+    if (resolve_chip(path, c->path, sizeof c->path)) {
+        fb_error_set(err, FB_ERR_CLOSED,
+                     "no GPIO chip named or labelled %s (`gpiodetect` lists chips and labels)",
+                     path);
+        free(c);
+        return NULL;
+    }
+    c->chip = gpiod_chip_open(c->path);
     if (!c->chip) {
         int e = errno;
         fb_error_set(err, e == ENOENT ? FB_ERR_CLOSED : FB_ERR_IO, "cannot open GPIO chip %s: %s%s",
-                     path, strerror(e),
+                     c->path, strerror(e),
                      e == ENOENT   ? " (is the chip's driver loaded? `gpiodetect` lists chips)"
                      : e == EACCES ? " (add yourself to the gpio group or fix the udev rule)"
                                    : "");
@@ -149,10 +192,29 @@ static fb_status g_request(fb_gpio *g, fb_gpio_line *l, fb_error *err)
     gl->req = gpiod_chip_request_lines(c->chip, rc, lc);
     if (!gl->req) {
         int e = errno;
-        st = fb_error_set(err, FB_ERR_IO,
-                          "requesting GPIO line %s (offset %d) on %s failed: %s%s", l->name,
-                          offset, c->path, strerror(e),
-                          e == EBUSY ? " (another program holds it: `gpioinfo` shows who)" : "");
+        if (e == EBUSY) {
+            /* The kernel tells who holds the line (its consumer label, not a pid). */
+            char holder[80] = "";
+            const char *kname = NULL;
+            struct gpiod_line_info *info = gpiod_chip_get_line_info(c->chip, (unsigned)offset);
+            if (info) {
+                const char *who = gpiod_line_info_get_consumer(info);
+                if (who && *who)
+                    snprintf(holder, sizeof holder, "\"%.70s\"", who);
+                kname = gpiod_line_info_get_name(info);
+            }
+            st = fb_error_set(err, FB_ERR_BUSY,
+                              "GPIO line %s (offset %d%s%s%s) on %s is busy: held by %s "
+                              "(`gpioinfo %s` shows the holder)",
+                              l->name, offset, kname && *kname ? ", named \"" : "",
+                              kname && *kname ? kname : "", kname && *kname ? "\"" : "",
+                              c->path, holder[0] ? holder : "another program", c->path);
+            if (info)
+                gpiod_line_info_free(info);
+            goto out;
+        }
+        st = fb_error_set(err, FB_ERR_IO, "requesting GPIO line %s (offset %d) on %s failed: %s",
+                          l->name, offset, c->path, strerror(e));
         goto out;
     }
     l->offset = offset;

@@ -277,6 +277,12 @@ static void test_gpiod_open_errors(void)
     CHECK_EQ_INT(err.code, FB_ERR_CLOSED);
     CHECK_CONTAINS(err.message, "gpiochip-none");
     CHECK(fb_gpio_open_chip("/dev/null", NULL, &err) == NULL);
+    /* no '/': a chip label (station files allow it); none has this one */
+    CHECK(fb_gpio_open_chip("no-such-label", NULL, &err) == NULL);
+    CHECK_EQ_INT(err.code, FB_ERR_CLOSED);
+    CHECK_CONTAINS(err.message, "no GPIO chip named or labelled no-such-label");
+    CHECK(fb_gpio_open_chip("gpiochip-none", NULL, &err) == NULL);
+    CHECK_EQ_INT(err.code, FB_ERR_CLOSED);
 }
 
 int main(int argc, char **argv)

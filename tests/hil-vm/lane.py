@@ -14,7 +14,11 @@ machine's kernel lacks (recipe measured in shared/spec/hil-vm.md):
 
 then boots it under qemu (TCG, no KVM needed) with 8250 UARTs: ttyS0 the console,
 ttyS1 wired to a host unix socket (this script is the host side), ttyS2 a UART the
-guest puts in internal loopback. The guest prints `RESULT <name> PASS|FAIL <detail>`
+guest puts in internal loopback. Last comes the station phase (StationPath): the
+guest mounts the host's root read-only over 9p, chroots into it and runs this very
+Python's fotabench.Bench on a real-kind slot (ttyS1, lines on gpio-sim) against a
+virtual module on the host, its package server reached through qemu's user-mode
+network (one forward from the host's loopback, restrict=on). The guest prints `RESULT <name> PASS|FAIL <detail>`
 and `MEASURE <name> <value> <unit>` lines; this script adds the host's own RESULT
 lines, writes everything to OUT/console.log and OUT/results.json and exits
 
@@ -22,7 +26,8 @@ lines, writes everything to OUT/console.log and OUT/results.json and exits
     2  lane broke (build, boot or guest never finished); reason on stderr
     77 lane cannot run here (not x86_64, no qemu, no kernel packages); reason on stderr
 
-Usage: lane.py [--out DIR] [--cache DIR] [--timeout S] [--keep]
+Usage: lane.py [--out DIR] [--cache DIR] [--timeout S] [--direct] [--no-whole-path]
+               [--no-station]
 Cache: $FOTABENCH_HIL_CACHE, else $XDG_CACHE_HOME/fotabench/hil-vm (~/.cache/...).
 """
 from __future__ import annotations
@@ -31,6 +36,7 @@ import argparse
 import glob
 import hashlib
 import json
+import lzma
 import os
 import platform
 import re
@@ -242,6 +248,65 @@ def unpack_kernel(cache: Path, k: dict, debs: dict[str, Path]) -> Path:
     return kdir
 
 
+# The station phase's guest runs the host's own Python from the host's root, mounted
+# read-only over 9p (virtio), and serves packages over a virtio NIC: these modules
+# (m in Debian's config; virtio and virtio_pci are built in), dependencies first.
+STATION_MODULES = ("netfs", "9pnet", "9pnet_virtio", "9p", "failover", "net_failover",
+                   "virtio_net")
+
+
+def _modinfo_depends(ko: bytes) -> list[str]:
+    m = re.search(rb"(?:^|\0)depends=([^\0]*)\0", ko)
+    return [d for d in m.group(1).decode().split(",") if d] if m else []
+
+
+def unpack_station_modules(kdir: Path, debs: dict[str, Path], abi: str) -> list[Path]:
+    """kdir/station-modules/: the STATION_MODULES, decompressed (busybox insmod may
+    lack xz), in load order (each after what its modinfo `depends=` names)."""
+    mdir = kdir / "station-modules"
+    order_file = mdir / "order"
+    if order_file.exists():
+        return [mdir / f"{n}.ko" for n in order_file.read_text().split()]
+    tmp = kdir / ".station-modules.tmp"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    img = debs[f"linux-image-{abi}-amd64"]
+    pats = " ".join(f"'*/{n}.ko*'" for n in STATION_MODULES)
+    run_pipe(f"dpkg-deb --fsys-tarfile '{img}' | tar -x -C '{tmp}' --wildcards {pats}")
+    found: dict[str, bytes] = {}
+    for f in tmp.rglob("*.ko*"):
+        name = f.name.split(".ko")[0]
+        if name in STATION_MODULES:
+            data = f.read_bytes()
+            if f.name.endswith(".xz"):
+                data = lzma.decompress(data)
+            found[name] = data
+    missing = set(STATION_MODULES) - set(found)
+    if missing:
+        raise LaneError(f"the kernel image package lacks the modules {sorted(missing)}")
+    order: list[str] = []
+
+    def visit(n: str, path: tuple[str, ...] = ()) -> None:
+        if n in order:
+            return
+        if n not in found:
+            raise LaneError(f"module {path[-1]} depends on {n}, which the lane does not load")
+        for d in _modinfo_depends(found[n]):
+            visit(d, path + (n,))
+        order.append(n)
+
+    for n in STATION_MODULES:
+        visit(n)
+    for n in order:
+        (tmp / f"{n}.ko").write_bytes(found[n])
+    for d in [p for p in tmp.iterdir() if p.is_dir()]:
+        shutil.rmtree(d)
+    (tmp / "order").write_text(" ".join(order) + "\n")
+    os.rename(tmp, mdir)
+    return [mdir / f"{n}.ko" for n in order]
+
+
 def patch_irq_sim(text: str) -> str:
     """irq_sim.c calls irq_to_desc(), which modules cannot use; same effect through the
     exported generic_handle_domain_irq()."""
@@ -312,9 +377,46 @@ def build_guest(out: Path, backends: dict[str, str], whole_path: bool) -> Path:
     return exe
 
 
+def build_relay(out: Path) -> Path:
+    """guest/relay.c, static: the station phase's line relay and line holder (fixture:
+    libgpiod directly, no core)."""
+    exe = out / "guest" / "hilrelay"
+    exe.parent.mkdir(parents=True, exist_ok=True)
+    cflags = ["-O2", "-g", "-std=gnu11", "-Wall", "-Wextra", "-static", "-pthread",
+              f"-I{GUEST}"]
+    if os.environ.get("FOTABENCH_WERROR"):
+        cflags.append("-Werror")
+    pc = run(["pkg-config", "--static", "--libs", "libgpiod", "libcrypto"], timeout=60)
+    run(["gcc", *cflags, str(GUEST / "relay.c"), str(GUEST / "util.c"), "-o", str(exe),
+         *pc.stdout.split()], timeout=300)
+    return exe
+
+
 # --- the whole path: a virtual module on the host --------------------------------------
 
 FIRMWARE = ROOT / "firmware"
+
+
+def start_sim(sim: Path, app: Path, state: Path, log_path: Path, deadline: float):
+    """fotabench-sim on `app`, powered off (the bench powers it through its lines):
+    (process, its log file, its ready line: uart1 pty, gpio.sock)."""
+    state.mkdir(exist_ok=True)
+    log_fh = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [str(sim), "--app", str(app), "--state", str(state), "--boot-timing", "fast",
+         "--power", "off"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log_fh, env=clean_env(),
+        start_new_session=True, preexec_fn=_die_with_parent)
+    out = proc.stdout
+    assert out is not None
+    sel = selectors.DefaultSelector()
+    sel.register(out, selectors.EVENT_READ)
+    if not sel.select(max(0.1, min(15.0, deadline - time.monotonic()))):
+        proc.kill()
+        proc.wait(timeout=5)
+        log_fh.close()
+        raise LaneError("the virtual module did not say it was ready in 15 s")
+    return proc, log_fh, json.loads(out.readline())
 
 
 class WholePath:
@@ -365,27 +467,16 @@ class WholePath:
         self.server = PackageServer([pkg], http=0, ftp=None).start()
         self.url = str(self.server.url_for(pkg, "http"))
         self.app_from = apps[self.FROM]
+        self.package = pkg
 
     def env_file(self) -> str:
         return f"URL={self.url}\nFROM={self.FROM}\nTO={self.TO}\n"
 
     def start_module(self, deadline: float) -> dict:
-        state = self.out / "state"
-        state.mkdir(exist_ok=True)
-        self._sim_log = open(self.out / "sim.log", "wb")
-        self.sim = subprocess.Popen(
-            [str(self.out / "fw" / "fotabench-sim"), "--app", str(self.app_from),
-             "--state", str(state), "--boot-timing", "fast", "--power", "off"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=self._sim_log, env=clean_env(), start_new_session=True,
-            preexec_fn=_die_with_parent)
-        out = self.sim.stdout
-        assert out is not None
-        sel = selectors.DefaultSelector()
-        sel.register(out, selectors.EVENT_READ)
-        if not sel.select(max(0.1, min(15.0, deadline - time.monotonic()))):
-            raise LaneError("the virtual module did not say it was ready in 15 s")
-        return json.loads(out.readline())
+        self.sim, self._sim_log, info = start_sim(self.out / "fw" / "fotabench-sim",
+                                                  self.app_from, self.out / "state",
+                                                  self.out / "sim.log", deadline)
+        return info
 
     def stop(self) -> None:
         if self.sim and self.sim.poll() is None:
@@ -411,10 +502,134 @@ class WholePath:
 
 
 
+class StationPath:
+    """Host side of the station phase: the guest runs `fotabench.Bench` on a station
+    file whose slot s1 is of the real kind (port /dev/ttyS1, lines on the gpio-sim
+    chip) and whose slot s2 wires a line another program holds. Here: a fresh virtual
+    module (agent 1.0.0, powered off) whose uart1 is relayed to ttyS1, whose WDI
+    edges go to the guest over ttyS3, and whose PWRKEY/RESET/VBAT pins follow the
+    levels the guest's bench drives on gpio-sim (sent back over ttyS3). The package
+    server is the guest bench's own, bound in the guest; qemu forwards
+    127.0.0.1:<port> on the host to it (user networking, restrict=on: the guest
+    reaches nothing else), and the module downloads through that forward.
+
+    Files: OUT/station/ is shared read-write with the guest at the same path (the
+    station file, the package, the guest's result.json and run directory);
+    OUT/station-host/ holds the module's state and the host's logs."""
+
+    HOLD_LINE, HOLD_CONSUMER = 6, "hil-holder"   # RELAY: slot s2's PWRKEY
+
+    def __init__(self, out: Path, wp: WholePath):
+        self.share = out / "station"
+        self.host = out / "station-host"
+        self.wp = wp
+        self.port = 0
+        self.sim: subprocess.Popen | None = None
+        self._sim_log: Any = None
+        self.levels: list[tuple[float, str, int, str]] = []  # (host t, pin, level, board reply)
+        self.forwarded: list[tuple[int, int, int]] = []  # WDI edges: (t_ns, value, seq)
+        self.to_guest = bytearray()    # module uart1 -> guest ttyS1
+        self.to_module = bytearray()   # guest ttyS1 -> module uart1
+        self.sim_log = ""
+
+    def prepare(self) -> None:
+        for d in (self.share, self.host):
+            if d.exists():
+                shutil.rmtree(d)
+            d.mkdir(parents=True)
+        self.package = self.share / self.wp.package.name
+        shutil.copy(self.wp.package, self.package)
+        # A free port on the host's loopback for qemu's forward (the guest binds the
+        # same number): a tiny race with other programs, said if it ever bites.
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        (self.share / "station.in.yaml").write_text(f"""\
+# The qemu lane's station (tests/hil-vm/lane.py writes it; the guest's /init puts
+# the gpio-sim chip's path for @CHIP@ into station.yaml). Slot s1 is a real-kind
+# slot: the 8250 UART ttyS1 (the host relays it to the virtual module's uart1) and
+# lines on gpio-sim (named by its label) wired like the module's pins (PWRKEY and
+# RESET_N act low). Slot s2's PWRKEY is line {self.HOLD_LINE}, which another
+# program holds.
+version: 1
+station: qemu-guest
+protocol: http
+power_after: on
+server:
+  bind: 0.0.0.0           # in the guest; qemu forwards 127.0.0.1:{self.port} of the host
+  advertise: 127.0.0.1    # the module, on the host, fetches through that forward
+  http_port: {self.port}
+  ftp_port: 0
+slots:
+  - name: s1
+    model: M66
+    port: /dev/ttyS1
+    gpio_chip: fb-bench     # the chip's label: the core finds its /dev/gpiochipN
+    lines:
+      PWRKEY: {{line: 0, active_low: true}}
+      RESET: {{line: 1, active_low: true}}
+      VBAT: 2
+      WDI: 3
+  - name: s2
+    model: M66
+    port: /dev/ttyS2
+    gpio_chip: "@CHIP@"
+    lines:
+      PWRKEY: {{line: {self.HOLD_LINE}, active_low: true}}
+      WDI: 7
+""")
+
+    def env_file(self, modules: list[Path]) -> str:
+        return (f"STATION_MODULES='{' '.join(m.stem for m in modules)}'\n"
+                f"OUT='{self.share}'\nWT='{ROOT}'\nPY='{sys.executable}'\n"
+                f"PKG='{self.package}'\nHOLD_LINE={self.HOLD_LINE}\n"
+                f"HOLD_CONSUMER={self.HOLD_CONSUMER}\n")
+
+    def qemu_args(self) -> list[str]:
+        return ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,"
+                "multidevs=remap",
+                "-virtfs", f"local,path={self.share},mount_tag=out,security_model=none,"
+                "multidevs=remap",
+                "-nic", f"user,model=virtio-net-pci,restrict=on,"
+                f"hostfwd=tcp:127.0.0.1:{self.port}-:{self.port}"]
+
+    def start_module(self, deadline: float) -> dict:
+        self.sim, self._sim_log, info = start_sim(self.wp.out / "fw" / "fotabench-sim",
+                                                  self.wp.app_from, self.host / "state",
+                                                  self.host / "sim.log", deadline)
+        return info
+
+    def stop(self) -> None:
+        if self.sim and self.sim.poll() is None:
+            self.sim.terminate()
+            try:
+                self.sim.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.sim.kill()
+                self.sim.wait(timeout=5)
+        if self._sim_log:
+            self._sim_log.close()
+            self._sim_log = None
+        if (self.host / "sim.log").exists():
+            self.sim_log = (self.host / "sim.log").read_text(errors="replace")
+
+    def host_record(self) -> dict:
+        (self.host / "uart-to-module.log").write_bytes(bytes(self.to_module))
+        (self.host / "uart-to-guest.log").write_bytes(bytes(self.to_guest))
+        return {"port": self.port, "levels": self.levels,
+                "wdi_edges_relayed": len(self.forwarded),
+                "bytes_to_guest": len(self.to_guest), "bytes_to_module": len(self.to_module),
+                "to_module_text": self.to_module.decode("latin-1")[-4000:],
+                "to_guest_text": self.to_guest.decode("latin-1")[-4000:],
+                "sim_log": self.sim_log[-3000:]}
+
+
 # --- initramfs -----------------------------------------------------------------------
 
 def build_initramfs(out: Path, busybox: str, kdir: Path, gpio_sim: Path, hiltest: Path,
-                    wholepath_env: str | None) -> Path:
+                    wholepath_env: str | None, station: "tuple[str, list[Path], Path] | None"
+                    = None) -> Path:
+    """station: (its /etc/station.env, the modules it loads, hilrelay)."""
     root = out / "initramfs"
     if root.exists():
         shutil.rmtree(root)
@@ -434,6 +649,12 @@ def build_initramfs(out: Path, busybox: str, kdir: Path, gpio_sim: Path, hiltest
         shutil.copy(configfs, root / "lib" / "modules" / "configfs.ko")
     shutil.copy(gpio_sim, root / "lib" / "modules" / "gpio-sim.ko")
     shutil.copy(hiltest, root / "bin" / "hiltest")
+    if station:
+        env, modules, relay = station
+        (root / "etc" / "station.env").write_text(env)
+        for m in modules:
+            shutil.copy(m, root / "lib" / "modules" / m.name)
+        shutil.copy(relay, root / "bin" / "hilrelay")
     img = out / "initrd.cpio"
     files = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
     # Uncompressed: the kernel unpacks it faster than it would gunzip it under TCG.
@@ -506,9 +727,10 @@ class HostPeer:
     early bytes and libserialport's port listing would echo them back."""
 
     def __init__(self, path: Path, relay_path: Path, console: Console, deadline: float,
-                 wholepath: "WholePath | None"):
+                 wholepath: "WholePath | None", station: "StationPath | None" = None):
         self.path, self.relay_path, self.console, self.deadline = path, relay_path, console, deadline
         self.wp = wholepath
+        self.st = station
         self.results: list[str] = []
         self.received = bytearray()
         self.sock = None
@@ -556,6 +778,14 @@ class HostPeer:
                             f"host side raised {type(exc).__name__}: {exc}")
             finally:
                 self.wp.stop()
+        if self.st:
+            try:
+                self._station()
+            except Exception as exc:
+                self.result("host_station", False,
+                            f"host side raised {type(exc).__name__}: {exc}")
+            finally:
+                self.st.stop()
 
     def _connect(self, path: Path):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -678,8 +908,134 @@ class HostPeer:
                     + ("" if done else "; the guest never said WHOLEPATH DONE"))
 
 
+    def _station(self):
+        """The station phase: on the guest's STATION READY, starts a fresh virtual
+        module, says GO over ttyS3, then relays until STATION DONE: uart1 <-> ttyS1,
+        the module's WDI edges -> ttyS3, and the pin levels the guest's bench drives
+        on gpio-sim ("O PWRKEY 0" from ttyS3) -> the module's pins (gpio.sock SET)."""
+        st = self.st
+        found = self.console.wait_for(r"^(STATION READY|STATION SETUP-FAILED.*|HILVM END)",
+                                      self.deadline)
+        if not found or found[2].group(1) != "STATION READY":
+            self.result("host_station", False, "the guest's station phase never got ready: "
+                        + (found[2].group(1) if found else "no STATION line"))
+            return
+        start_idx = found[0]
+        if self.relay is None or self.sock is None:
+            self.result("host_station", False, "qemu's ttyS1/ttyS3 sockets are not connected")
+            return
+        info = st.start_module(self.deadline)
+        pty = os.open(info["uart1"], os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        board_replies: list[str] = []
+        try:
+            import tty
+            tty.setraw(pty)
+            gpio = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            gpio.connect(info["gpio"])
+            gpio.sendall(b"WATCH WDI\n")
+            self.relay.sendall(b"GO\n")
+            sel = selectors.DefaultSelector()
+            sel.register(pty, selectors.EVENT_READ, "pty")
+            sel.register(self.sock, selectors.EVENT_READ, "uart")
+            sel.register(gpio, selectors.EVENT_READ, "gpio")
+            sel.register(self.relay, selectors.EVENT_READ, "levels")
+            gbuf = rbuf = b""
+            done = False
+            while not done and time.monotonic() < self.deadline:
+                for key, _ in sel.select(0.05):
+                    if key.data == "pty":
+                        try:
+                            data = os.read(pty, 65536)
+                        except BlockingIOError:
+                            continue
+                        except OSError:
+                            data = b""  # EIO: the board closed its side
+                        if not data:
+                            sel.unregister(pty)
+                            continue
+                        self.sock.sendall(data)
+                        st.to_guest += data
+                    elif key.data == "uart":
+                        data = self.sock.recv(65536)
+                        if not data:
+                            sel.unregister(self.sock)
+                            continue
+                        os.write(pty, data)
+                        st.to_module += data
+                    elif key.data == "levels":
+                        chunk = self.relay.recv(65536)
+                        if not chunk:
+                            sel.unregister(self.relay)
+                            continue
+                        rbuf += chunk
+                        while b"\n" in rbuf:
+                            line, rbuf = rbuf.split(b"\n", 1)
+                            f = line.decode(errors="replace").split()
+                            if len(f) == 3 and f[0] == "O" and f[1] in ("PWRKEY", "RESET", "VBAT") \
+                                    and f[2] in ("0", "1"):
+                                gpio.sendall(f"SET {f[1]} {f[2]}\n".encode())
+                                st.levels.append((time.monotonic(), f[1], int(f[2]), ""))
+                    else:
+                        chunk = gpio.recv(65536)
+                        if not chunk:
+                            sel.unregister(gpio)
+                            continue
+                        gbuf += chunk
+                        while b"\n" in gbuf:
+                            line, gbuf = gbuf.split(b"\n", 1)
+                            f = line.decode().split()
+                            if len(f) == 5 and f[0] == "EDGE" and f[1] == "WDI":
+                                v, t_ns, seq = int(f[2]), int(f[3]), int(f[4])
+                                st.forwarded.append((t_ns, v, seq))
+                                self.relay.sendall(f"W {v} {seq}\n".encode())
+                            elif f and f[0] in ("OK", "ERR"):
+                                board_replies.append(line.decode())
+                done = self.console.wait_for(r"^(STATION DONE|HILVM END)", 0, start_idx) is not None
+            gpio.close()
+        finally:
+            os.close(pty)
+            st.stop()
+        # Each SET got its reply in order (WATCH first): a refused level is a failure.
+        replies = board_replies[1:]
+        st.levels = [(t, pin, v, replies[i] if i < len(replies) else "")
+                     for i, (t, pin, v, _) in enumerate(st.levels)]
+        refused = [lv for lv in st.levels if not lv[3].startswith("OK")]
+        presses = pwrkey_presses(st.levels)
+        upg = re.search(rb'AT\+FBUPG="([^"]*)"', bytes(st.to_module))
+        ready2 = b'+FBREADY: "2.0.0"' in bytes(st.to_guest)
+        reboot = "module reboot" in st.sim_log
+        ok = (done and not refused and any(d >= 1.0 for d in presses)
+              and any(pin == "VBAT" and v == 1 for _, pin, v, _ in st.levels)
+              and upg is not None and f"127.0.0.1:{st.port}/".encode() in upg.group(1)
+              and ready2 and reboot and len(st.forwarded) > 0)
+        self.result("host_station", bool(ok),
+                    f"virtual module 1.0.0 on the host driven by the guest's bench: pin levels "
+                    f"{[(p, v) for _, p, v, _ in st.levels]} (refused {len(refused)}), PWRKEY "
+                    f"presses {[round(d, 2) for d in presses]} s; "
+                    f"{len(st.to_module)} bytes guest->module, {len(st.to_guest)} module->guest; "
+                    f"trigger {upg.group(0).decode() if upg else 'none'}; "
+                    f"new +FBREADY 2.0.0 {'seen' if ready2 else 'NOT seen'}; module reboot "
+                    f"{'logged' if reboot else 'NOT logged'}; {len(st.forwarded)} WDI edges relayed"
+                    + ("" if done else "; the guest never said STATION DONE"))
+
+
+def pwrkey_presses(levels) -> list[float]:
+    """Durations (host clock) the module's PWRKEY pin was held low, from the levels
+    relayed (the pin acts low)."""
+    out, t_low = [], None
+    for t, pin, v, _ in levels:
+        if pin != "PWRKEY":
+            continue
+        if v == 0 and t_low is None:
+            t_low = t
+        elif v == 1 and t_low is not None:
+            out.append(t - t_low)
+            t_low = None
+    return out
+
+
 def boot(out: Path, kdir: Path, initrd: Path, timeout: float,
-         wholepath: "WholePath | None" = None) -> dict:
+         wholepath: "WholePath | None" = None, station: "StationPath | None" = None) -> dict:
     sock_path = out / "ttyS1.sock"
     relay_path = out / "ttyS3.sock"
     for p in (sock_path, relay_path):
@@ -694,6 +1050,9 @@ def boot(out: Path, kdir: Path, initrd: Path, timeout: float,
            "-chardev", "null,id=u2", "-device", "isa-serial,chardev=u2,index=2",
            "-chardev", f"socket,id=u3,path={relay_path},server=on,wait=off",
            "-device", "isa-serial,chardev=u3,index=3"]
+    if station:
+        cmd += station.qemu_args()
+        cmd[cmd.index("-m") + 1] = "768"  # the host's Python and the bench run in the guest
     log("booting: " + " ".join(cmd))
     t_start = time.monotonic()
     deadline = t_start + timeout
@@ -701,7 +1060,7 @@ def boot(out: Path, kdir: Path, initrd: Path, timeout: float,
                             stderr=subprocess.PIPE, env=clean_env(), start_new_session=True,
                             preexec_fn=_die_with_parent)
     console = Console(proc.stdout)
-    peer = HostPeer(sock_path, relay_path, console, deadline, wholepath)
+    peer = HostPeer(sock_path, relay_path, console, deadline, wholepath, station)
     peer.start()
     fig = {}
     try:
@@ -727,6 +1086,8 @@ def boot(out: Path, kdir: Path, initrd: Path, timeout: float,
                 proc.wait(timeout=5)
         if wholepath:
             wholepath.stop()  # idempotent; the peer normally did it
+        if station:
+            station.stop()
         for conn in (peer.sock, peer.relay):
             if conn:
                 conn.close()
@@ -791,15 +1152,102 @@ def wdi_gap_match(wp: WholePath, results: dict, measures: dict) -> None:
                                f"largest gap overall {host_max:.1f} ms"}
 
 
+STATION_CHECKS = ("station_upgrade", "station_gpio_held", "host_station")
+
+
+def station_unsupported() -> str | None:
+    """Why this qemu cannot run the station phase (None: it can)."""
+    devs = run([QEMU, "-device", "help"], check=False, timeout=60).stdout
+    nets = run([QEMU, "-netdev", "help"], check=False, timeout=60).stdout
+    if "virtio-9p-pci" not in devs:
+        return f"{QEMU} has no virtio-9p-pci (built without virtfs)"
+    if not re.search(r"^user$", nets, re.M):
+        return f"{QEMU} has no user-mode networking (built without slirp)"
+    return None
+
+
+def judge_station(st: StationPath, console: str, results: dict, measures: dict) -> dict:
+    """The guest's own report of its Bench run (OUT/station/result.json, written by
+    guest/station_run.py) judged here; the host side judged itself (host_station)."""
+    guest: dict[str, Any] = {}
+    path = st.share / "result.json"
+    lines = [ln for ln in console.splitlines() if ln.startswith(("STATION", "HOLDER", "RELAY"))]
+    tail = " | ".join(lines[-12:])
+
+    def put(name: str, ok: bool, detail: str) -> None:
+        results[name] = {"status": "PASS" if ok else "FAIL", "detail": detail}
+
+    try:
+        guest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        for name in ("station_upgrade", "station_gpio_held"):
+            put(name, False, f"no result from the guest's bench ({exc}); console: {tail}")
+        return {"guest": guest, "host": st.host_record(), "console": lines}
+    if "error" in guest:
+        for name in ("station_upgrade", "station_gpio_held"):
+            put(name, False, f"the guest's bench raised {guest['error']}: "
+                             f"{guest.get('traceback', '')[-1500:]}")
+        return {"guest": guest, "host": st.host_record(), "console": lines}
+    res = guest.get("results", {})
+    s1, s2 = res.get("s1") or {}, res.get("s2") or {}
+    problems = []
+    if s1.get("outcome") != "pass":
+        problems.append(f"outcome {s1.get('outcome')} ({s1.get('cause') or s1.get('check')}: "
+                        f"{(s1.get('reason') or '')[:600]})")
+    if (s1.get("version_before"), s1.get("version_after")) != ("1.0.0", "2.0.0"):
+        problems.append(f"versions {s1.get('version_before')}->{s1.get('version_after')}")
+    gap = (s1.get("watchdog") or {}).get("longest_gap_ns")
+    if not gap or not 0 < gap / 1e6 < 1600:
+        problems.append(f"watchdog longest gap {gap} ns (must be > 0 and < 1.6 s)")
+    requests = [e for e in guest.get("gpio_timeline", []) if e["kind"] == "gpio.request"]
+    gpiod = [e for e in requests if e["data"].get("backend") == "gpiod"]
+    if len(gpiod) < 4:
+        problems.append(f"gpio requests through libgpiod: {requests}")
+    records = sorted(Path(guest.get("run_dir", "/nonexistent")).glob("records/*.json"))
+    recs = [json.loads(r.read_text()) for r in records]
+    rec1 = [r for r in recs if r.get("slot") == "s1"]
+    if not rec1 or rec1[-1].get("outcome") != "pass":
+        problems.append(f"no passing record of s1 in {guest.get('run_dir')}/records "
+                        f"({[(r.get('slot'), r.get('outcome')) for r in recs]})")
+    states = [x.get("state") for x in s1.get("states", [])]
+    put("station_upgrade", not problems,
+        f"fotabench.Bench in the guest (Python {guest.get('python')}, the host's over 9p), "
+        f"slot s1 on /dev/ttyS1 + gpio-sim: {s1.get('outcome')} "
+        f"{s1.get('version_before')}->{s1.get('version_after')} in {s1.get('duration_s')} s, "
+        f"{len(states)} states ending {states[-2:]}, watchdog longest gap "
+        f"{(gap or 0) / 1e6:.1f} ms, {len(gpiod)} lines requested through libgpiod, "
+        f"{len(recs)} record(s) in the run directory"
+        + (f"; PROBLEMS: {'; '.join(problems)}" if problems else ""))
+    reason = s2.get("reason") or ""
+    held_ok = (s2.get("outcome") == "error" and s2.get("cause") == "gpio"
+               and st.HOLD_CONSUMER in reason and f"offset {st.HOLD_LINE}" in reason)
+    put("station_gpio_held", held_ok,
+        f"slot s2 whose PWRKEY (line {st.HOLD_LINE}) another program holds as "
+        f"{st.HOLD_CONSUMER!r}: {s2.get('outcome')}[{s2.get('cause')}] {reason!r}; "
+        f"slot s1 alongside: {s1.get('outcome')}")
+    for key in ("import_s", "run_s"):
+        if key in guest:
+            measures[f"station_{key}"] = {"value": str(guest[key]), "unit": "s"}
+    if s1.get("duration_s") is not None:
+        measures["station_upgrade_s"] = {"value": str(s1["duration_s"]), "unit": "s"}
+    if gap:
+        measures["station_wdi_max_gap_ms"] = {"value": f"{gap / 1e6:.3f}", "unit": "ms"}
+    return {"guest": guest, "host": st.host_record(), "console": lines,
+            "records": recs, "station_yaml": (st.share / "station.yaml").read_text()
+            if (st.share / "station.yaml").exists() else None}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "hil-vm")
     ap.add_argument("--cache", type=Path, default=None)
-    ap.add_argument("--timeout", type=float, default=120.0, help="guest run bound, seconds")
+    ap.add_argument("--timeout", type=float, default=180.0, help="guest run bound, seconds")
     ap.add_argument("--direct", action="store_true",
                     help="test libgpiod/libserialport directly even where the core has its API")
     ap.add_argument("--no-whole-path", action="store_true",
                     help="skip the virtual-module upgrade (the whole path)")
+    ap.add_argument("--no-station", action="store_true",
+                    help="skip the station phase (fotabench.Bench in the guest)")
     args = ap.parse_args(argv)
     cache = args.cache or Path(os.environ.get("FOTABENCH_HIL_CACHE") or
                                Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -808,6 +1256,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"figures": {}}
     wp, wp_reason, wp_status = None, None, "PENDING"
+    st, st_reason, st_status = None, None, "PENDING"
     try:
         host = check_host()
         t = time.monotonic()
@@ -847,30 +1296,57 @@ def main(argv=None) -> int:
                 if wp:
                     wp.stop()
                 wp, wp_reason, wp_status = None, str(exc).replace("\n", " | ")[-1500:], "FAIL"
+        station = None
+        if args.no_station:
+            st_reason = "--no-station"
+        elif wp is None:
+            st_reason, st_status = f"needs the whole path's virtual module: {wp_reason}", wp_status
+        else:
+            st_reason = station_unsupported()
+        if st_reason is None:
+            try:
+                with open(cache / ".lock", "w") as lock:
+                    import fcntl
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    modules = unpack_station_modules(kdir, debs, k["abi"])
+                st = StationPath(out, wp)
+                st.prepare()
+                station = (st.env_file(modules), modules, build_relay(out))
+            except LaneError as exc:  # the rest of the lane still runs
+                st, st_reason, st_status = None, str(exc).replace("\n", " | ")[-1500:], "FAIL"
         initrd = build_initramfs(out, host["busybox"], kdir, ko, hiltest,
-                                 wp.env_file() if wp else None)
+                                 wp.env_file() if wp else None, station)
         summary["figures"]["build_s"] = round(time.monotonic() - t, 2)
         summary.update(kernel=k, backends=backends,
                        initrd_bytes=initrd.stat().st_size)
-        booted = boot(out, kdir, initrd, args.timeout, wp)
+        booted = boot(out, kdir, initrd, args.timeout, wp, st)
     except LaneSkip as exc:
         if wp:
             wp.stop()
+        if st:
+            st.stop()
         print(f"SKIP: {exc}", file=sys.stderr)
         return SKIP
     except LaneError as exc:
         if wp:
             wp.stop()
+        if st:
+            st.stop()
         print(f"BROKEN: {exc}", file=sys.stderr)
         return BROKEN
     if wp_reason:
         for name in ("whole_path", "host_whole_path", "wdi_gap_match"):
             booted["host_results"].append(f"RESULT {name} {wp_status} {wp_reason}")
+    if st_reason:
+        for name in STATION_CHECKS:
+            booted["host_results"].append(f"RESULT {name} {st_status} {st_reason}")
     (out / "console.log").write_text(booted["console"] + "\n")
     results, measures = parse(booted["console"], booted["host_results"])
     if wp:
         wdi_gap_match(wp, results, measures)
         summary["sim_log_tail"] = wp.sim_log[-3000:]
+    if st:
+        summary["station"] = judge_station(st, booted["console"], results, measures)
     summary["figures"].update(booted["figures"])
     summary["figures"]["lane_s"] = round(time.monotonic() - T0, 2)
     summary.update(results=results, measures=measures, finished=booted["finished"],

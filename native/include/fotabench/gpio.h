@@ -43,13 +43,17 @@ typedef struct fb_gpio_line_config {
 
 void fb_gpio_line_config_init(fb_gpio_line_config *cfg);
 
+/* path: /dev/gpiochipN, gpiochipN, or a chip's label (the first chip under /dev that
+ * has it); FB_ERR_CLOSED when no chip has that name or label. */
 fb_gpio *fb_gpio_open_chip(const char *path, fb_timeline *timeline, fb_error *err);
 fb_gpio *fb_gpio_open_virtual(const char *socket_path, fb_timeline *timeline, fb_error *err);
 /* Release every line and close. NULL is fine. */
 void fb_gpio_close(fb_gpio *gpio);
 const char *fb_gpio_backend_name(const fb_gpio *gpio); /* "gpiod" / "virtual" */
 
-/* Request a line by name (offset < 0) or by offset (name NULL). */
+/* Request a line by name (offset < 0) or by offset (name NULL). FB_ERR_BUSY when
+ * another program holds it (gpiochip: the message names the holder's consumer label
+ * as the kernel reports it). */
 fb_gpio_line *fb_gpio_request(fb_gpio *gpio, const char *name, int offset,
                               const fb_gpio_line_config *cfg, fb_error *err);
 void fb_gpio_release(fb_gpio_line *line);
