@@ -407,3 +407,117 @@ def test_the_example_collects_unchanged_on_a_real_station_and_says_what_is_missi
     out = r.stdout.str()
     assert "slot s1: cannot open /dev/serial/by-id/" in out
     assert "Traceback" not in out
+
+
+# ---- flashing before the test (fb_flash, flash) ------------------------------------------
+
+@pytest.fixture
+def da_file(tmp_path):
+    """A SYNTHETIC download agent (tests/flash_helpers.py): never a MediaTek binary."""
+    from flash_helpers import make_da_file
+    part1 = bytes((i * 7 + 3) & 0xFF for i in range(0x718))
+    part2 = bytes((i * 13 + 1) & 0xFF for i in range(20001))
+    path = tmp_path / "SYNTHETIC_DA.bin"
+    path.write_bytes(make_da_file([(0x6261, [(0x70007000, part1), (0x10020000, part2)]),
+                                   (0x2503, [(0x70007000, part1), (0x10020000, part2)])]))
+    return path
+
+
+FACTORY = """\
+version: 1
+station: factory
+timeouts: {boot: 20, attach: 3, download_inactivity: 30, reboot: 30}
+slots:
+  - name: b1
+    model: M66
+    virtual: {blank: true, boot_timing: fast, link_rate: unlimited}
+  - name: c1
+    model: MC60
+    virtual: {boot_timing: fast, link_rate: unlimited}
+"""
+
+
+@needs_board
+def test_fb_flash_flashes_a_blank_module_then_it_is_upgraded_and_failures_fail_setup(
+        inner, tmp_path, da_file):
+    from fotabench.bench.dut import bundled_agent
+    from fotabench.records import validate
+    mc60 = bundled_agent("1.0.0", "MC60")
+    station = inner.path / "factory.yaml"
+    station.write_text(FACTORY)
+    inner.makepyfile(test_factory=f"""
+        import pytest
+
+        @pytest.mark.fb_model("M66")
+        @pytest.mark.fb_flash(agent="1.0.0", verify=True)
+        def test_blank_flashed_then_upgraded(dut, upgrade, agent_image, virtual_module):
+            assert dut.version()[0] == "1.0.0"          # the image just flashed runs
+            upgrade(dut, agent_image("2.0.0"), expect_version="2.0.0").assert_pass()
+
+        @pytest.mark.fb_model("M66")
+        @pytest.mark.fb_flash({str(mc60)!r})
+        def test_image_for_another_model(dut):
+            raise AssertionError("not reached: set-up fails")
+
+        @pytest.mark.fb_model("M66")
+        @pytest.mark.fb_fault("line_fault:mode=flip,first=1,count=100")
+        @pytest.mark.fb_flash(agent="1.0.0")
+        def test_line_keeps_flipping(dut):
+            raise AssertionError("not reached: set-up fails")
+
+        @pytest.mark.fb_model("MC60")
+        def test_flash_mid_test(dut, flash):
+            assert dut.version()[0] == "1.0.0"
+            modem = dut.modem
+            sf = flash(dut, agent="2.0.0")
+            assert sf.ok and sf.result.chip == "MT2503" and sf.download_mode == "gpio"
+            assert dut.modem is modem and dut.version()[0] == "2.0.0"   # the same port
+    """)
+    out = tmp_path / "out"
+    junit = tmp_path / "junit.xml"
+    r = inner.runpytest_subprocess("--fb-station", str(station), "--fb-da", str(da_file),
+                                   "--fb-out", str(out), f"--junitxml={junit}",
+                                   "-p", "no:cacheprovider", timeout=600)
+    text = r.stdout.str()
+    r.assert_outcomes(passed=2, errors=2, skipped=4)
+    # A flash that did not pass fails the test's set-up, saying what the record says.
+    assert "ERROR at setup of test_image_for_another_model[b1]" in text
+    assert ("flash of slot b1 (M66) with agent_MC60_1.0.0.bin: ERROR [image_model]: "
+            "no image for an M66") in text
+    assert "ERROR at setup of test_line_keeps_flipping[b1]" in text
+    assert "flash of slot b1 (M66) with agent_M66_1.0.0.bin: FAIL [checksum]: " in text
+    assert "refused 4 times" in text and "Traceback" not in text
+    (run,) = run_dirs(out)
+    recs = records_of(out)
+    flashes = [x for x in recs if x["kind"] == "flash"]
+    for x in recs:
+        validate(x)
+    assert sorted((x["slot"], x["outcome"], x["check"] or x["cause"]) for x in flashes) == [
+        ("b1", "error", "image_model"), ("b1", "fail", "checksum"), ("b1", "pass", None),
+        ("c1", "pass", None)]
+    ups = [x for x in recs if x["kind"] == "upgrade"]
+    assert [(x["slot"], x["outcome"]) for x in ups] == [("b1", "pass")]
+    good = next(x for x in flashes if x["slot"] == "b1" and x["outcome"] == "pass")
+    assert good["schema_version"] == 2 and good["flash"]["verified"]
+    assert good["flash"]["chip"] == "MT6261" and good["flash"]["download_mode"] == "gpio"
+    assert [p["event"] for p in good["power"]][:3] == ["pwrkey_hold", "vbat_off", "vbat_on"]
+    assert good["package"]["path"].endswith("agent_M66_1.0.0.bin")
+    # flashed, then upgraded: one module, in that order
+    assert good["end_ns"] <= ups[0]["start_ns"]
+    # The flash is on the test's timeline and in its UART log, both in the run directory.
+    tl = [json.loads(ln) for ln in (run / good["logs"]["timeline"]).read_text().splitlines()]
+    kinds = [e["kind"] for e in tl if e["source"] == "flash:b1"]
+    assert kinds[0] == "flash.start" and "flash.done" in kinds, kinds[:5]
+    assert (run / good["logs"]["uart1"]).stat().st_size > good["package"]["size"]
+    # ... and the upgrade's timeline (the same file, rewritten) still holds it
+    up_tl = (run / ups[0]["logs"]["timeline"]).read_text()
+    assert '"flash.done"' in up_tl and "UP_SYSTEM_REBOOT" in up_tl
+    db = sqlite3.connect(out / "fotabench.sqlite")
+    assert {x[0] for x in db.execute("select id from records")} == {x["id"] for x in recs}
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    props = {p.get("name"): p.get("value")
+             for p in cases["test_blank_flashed_then_upgraded[b1]"].iter("property")}
+    assert props["flash"] == "b1: pass" and props["flash_md5"] == good["package"]["md5"]
+    mid = next(x for x in flashes if x["slot"] == "c1")
+    assert mid["flash"]["chip"] == "MT2503" and mid["package"]["path"].endswith(
+        "agent_MC60_2.0.0.bin")

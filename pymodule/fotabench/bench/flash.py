@@ -178,7 +178,7 @@ class FlashStation:
         if attempts < 1:
             raise _core.ArgumentError("attempts must be 1 or more")
         chosen = self._select(slots)
-        images = _load_images(image)
+        images = load_images(image)
         paths = [i.path for i in images]
         self._cancel.clear()
         recorder = Recorder(self.out_dir, db=self.db, station=self.station.name,
@@ -291,7 +291,7 @@ class FlashStation:
         if attempts < 1:
             raise _core.ArgumentError("attempts must be 1 or more")
         slot = dut.slot if dut.slot is not None else SlotSpec(dut.name, model=dut.model or "M66")
-        images = _load_images(image)
+        images = load_images(image)
         self._cancel.clear()
         return self._attempts(slot, images, recorder,
                               dict(baud=baud, verify=verify, reset=reset), attempts,
@@ -300,8 +300,7 @@ class FlashStation:
     def _attempts(self, slot: SlotSpec, images: list["_Image"], recorder: Any,
                   opts: dict[str, Any], attempts: int, get_dut: Callable[[], Dut],
                   log_dir: Optional[Path]) -> SlotFlash:
-        # The slot's image: the first made for its model (MC60 and MC20 share one).
-        mine = next((i for i in images if slot.model in i.info.candidates), images[0])
+        mine = image_for(images, slot.model)
         img, data, package = mine.info, mine.data, mine.package
         ids: list[str] = []
         last: Optional[SlotFlash] = None
@@ -310,6 +309,7 @@ class FlashStation:
             self._emit(slot.name, "attempt", attempt=attempt, extra={"model": slot.model})
             state: dict[str, Any] = {"phases": [], "mode": "operator"}
             dut: Optional[Dut] = None
+            stop: Optional[BaseException] = None
             try:
                 if slot.model not in img.candidates:
                     given = ", ".join(f"{i.path.name} ({'/'.join(i.info.candidates) or '?'})"
@@ -326,6 +326,8 @@ class FlashStation:
             except BaseException as e:  # noqa: BLE001 - judged by evidence, never lost
                 outcome, what, detail = classify(e, state.get("handshake_done", False))
                 v, result = _Verdict(outcome, what, detail), None
+                if isinstance(e, KeyboardInterrupt):
+                    stop = e      # Ctrl-C on this thread (flash_dut): recorded, then raised
             finally:
                 if dut is not None:
                     try:
@@ -354,6 +356,8 @@ class FlashStation:
                 ids.append(rid)
             self._emit(slot.name, "outcome", outcome=v.outcome,
                        detail=last.reason or None, attempt=attempt)
+            if stop is not None:
+                raise stop
             if v.outcome == "pass" or v.what in _NO_RETRY or self._cancel.is_set():
                 break
         assert last is not None
@@ -528,9 +532,9 @@ class FlashStation:
             return None
 
 
-def _load_images(image: Union[PathLike, Sequence[PathLike]]) -> list["_Image"]:
-    """The images' headers checked first: a bad file is said before any module is
-    touched (the model is checked per slot)."""
+def load_images(image: Union[PathLike, Sequence[PathLike]]) -> list["_Image"]:
+    """The images, their headers checked first: a bad file is said before any module
+    is touched (the model is checked per slot; :func:`image_for` picks a slot's)."""
     paths = ([Path(os.fspath(image))] if isinstance(image, (str, os.PathLike))
              else [Path(os.fspath(i)) for i in image])
     if not paths:
@@ -545,6 +549,12 @@ def _load_images(image: Union[PathLike, Sequence[PathLike]]) -> list["_Image"]:
         images.append(_Image(path, img, data, {"path": str(path), "size": len(data),
                                                "md5": hashlib.md5(data).hexdigest()}))
     return images
+
+
+def image_for(images: Sequence["_Image"], model: str) -> "_Image":
+    """A slot's image: the first made for its model (MC60 and MC20 share one), else the
+    first (its flash then ends as error ``image_model``)."""
+    return next((i for i in images if model in i.info.candidates), images[0])
 
 
 @dataclass(frozen=True)
