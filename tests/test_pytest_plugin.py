@@ -521,3 +521,92 @@ def test_fb_flash_flashes_a_blank_module_then_it_is_upgraded_and_failures_fail_s
     mid = next(x for x in flashes if x["slot"] == "c1")
     assert mid["flash"]["chip"] == "MT2503" and mid["package"]["path"].endswith(
         "agent_MC60_2.0.0.bin")
+
+
+@needs_board
+def test_fb_flash_on_a_real_slot_is_not_repeated_until_the_app_may_have_changed(
+        inner, tmp_path, da_file):
+    # A "real" slot: a port and a gpio chip given by path, as on a real station; behind
+    # them a board program this test starts, so the module keeps its flash from one test
+    # to the next as a real one does (blank at first).
+    import shutil
+    from fotabench.bench.dut import bundled_agent
+    from fotabench.sim import VirtualModule
+    images = tmp_path / "images"
+    images.mkdir()
+    for v in ("1.0.0", "2.0.0"):
+        shutil.copy(bundled_agent(v, "M66"), images / f"agent_M66_{v}.bin")
+    vm = VirtualModule(None, tmp_path / "vm", power=False, model="M66", blank=True,
+                       boot_timing="fast", link_rate="unlimited",
+                       stderr=open(tmp_path / "board.log", "ab"))
+    vm.start()
+    try:
+        station = inner.path / "bench.yaml"
+        station.write_text(textwrap.dedent(f"""\
+            version: 1
+            station: bench
+            power_after: off
+            timeouts: {{boot: 20, attach: 3, download_inactivity: 30, reboot: 30}}
+            slots:
+              - name: r1
+                model: M66
+                port: {vm.uart1}
+                gpio_chip: {vm.gpio}
+                lines:
+                  PWRKEY: {{line: PWRKEY, active_low: true}}
+                  VBAT: VBAT
+                  RESET: {{line: RESET, active_low: true}}
+                  WDI: WDI
+        """))
+        inner.makepyfile(test_bench="""
+            import pytest
+
+            @pytest.mark.fb_flash(agent="1.0.0")
+            def test_a_flashed(dut):
+                assert dut.vm is None and dut.version()[0] == "1.0.0"
+
+            @pytest.mark.fb_flash(agent="1.0.0")
+            def test_b_already_on_it(dut):
+                assert dut.version()[0] == "1.0.0"
+
+            @pytest.mark.fb_flash(agent="1.0.0")
+            def test_c_upgraded(dut, upgrade, agent_image):
+                upgrade(dut, agent_image("2.0.0"), expect_version="2.0.0").assert_pass()
+
+            @pytest.mark.fb_flash(agent="1.0.0")
+            def test_d_flashed_again(dut):
+                assert dut.version()[0] == "1.0.0"
+
+            @pytest.mark.fb_flash(agent="1.0.0", force=True)
+            def test_e_forced(dut):
+                assert dut.version()[0] == "1.0.0"
+        """)
+        out = tmp_path / "out"
+        junit = tmp_path / "junit.xml"
+        r = inner.runpytest_subprocess("--fb-station", str(station), "--fb-da", str(da_file),
+                                       "--fb-images", str(images), "--fb-out", str(out),
+                                       f"--junitxml={junit}", "-p", "no:cacheprovider",
+                                       timeout=600)
+        r.assert_outcomes(passed=5)
+        cases = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+                 for c in ET.parse(junit).getroot().iter("testcase")}
+        flash = {n.split("[")[0]: p["flash"] for n, p in cases.items()}
+        assert flash["test_a_flashed"] == "r1: pass"
+        assert flash["test_b_already_on_it"].startswith(
+            "r1: skipped: agent_M66_1.0.0.bin (md5 ")
+        assert "test_bench.py::test_a_flashed[r1] (record " in flash["test_b_already_on_it"]
+        assert flash["test_c_upgraded"].startswith("r1: skipped: ")
+        assert flash["test_d_flashed_again"] == "r1: pass"      # the upgrade changed the app
+        assert flash["test_e_forced"] == "r1: pass"
+        recs = records_of(out)
+        recs.sort(key=lambda x: x["start_ns"])
+        assert [(x["kind"], x["outcome"]) for x in recs] == [
+            ("flash", "pass"), ("upgrade", "pass"), ("flash", "pass"), ("flash", "pass")]
+        assert f"(record {recs[0]['id']})" in flash["test_b_already_on_it"]
+        # Through the slot's own port and lines; power_after: off at each test's end
+        # (the plugin's teardown): the module is off now.
+        assert all(x["flash"]["download_mode"] == "gpio" for x in recs if x["kind"] == "flash")
+        assert vm.get_line("STATUS") == 0
+        assert (tmp_path / "board.log").read_text().count("PWRKEY power-off pulse") >= 5
+    finally:
+        vm.stop()
