@@ -37,7 +37,7 @@ def inner(pytester, tmp_path, monkeypatch):
     slot locks, and the firmware of this checkout."""
     for var in ("FOTABENCH_STATION", "FOTABENCH_VIRTUAL", "FOTABENCH_SLOTS",
                 "FOTABENCH_PROTOCOL", "FOTABENCH_OUT", "FOTABENCH_DB", "FOTABENCH_IMAGES",
-                "FOTABENCH_VIRTUAL_TIMING", "FOTABENCH_LOCK_TIMEOUT"):
+                "FOTABENCH_VIRTUAL_TIMING", "FOTABENCH_LOCK_TIMEOUT", "FOTABENCH_DA"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FOTABENCH_LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.setenv("FOTABENCH_FIRMWARE", str(ROOT / "firmware"))
@@ -87,12 +87,14 @@ def test_without_options_other_tests_run_and_dut_says_how_to_configure(inner):
 def test_markers_and_options_are_documented(inner):
     r = inner.runpytest("--markers")
     out = r.stdout.str()
-    for m in ("fb_protocol(name)", "fb_model(*models)", "fb_fault(*specs)"):
+    for m in ("fb_protocol(name)", "fb_model(*models)", "fb_fault(*specs)",
+              "fb_flash(*images, agent=None"):
         assert f"@pytest.mark.{m}" in out
     r = inner.runpytest("--help")
     out = r.stdout.str()
     for opt in ("--fb-station=FILE", "--fb-virtual=N", "--fb-slots=A,B", "--fb-protocol",
-                "--fb-out=DIR", "--fb-db", "FOTABENCH_STATION"):
+                "--fb-out=DIR", "--fb-db", "FOTABENCH_STATION", "--fb-da=FILE",
+                "FOTABENCH_DA"):
         assert opt in out, opt
 
 
@@ -610,3 +612,34 @@ def test_fb_flash_on_a_real_slot_is_not_repeated_until_the_app_may_have_changed(
         assert (tmp_path / "board.log").read_text().count("PWRKEY power-off pulse") >= 5
     finally:
         vm.stop()
+
+
+@needs_board
+def test_fb_flash_mistakes_error_at_setup_in_one_line(inner, tmp_path):
+    inner.makepyfile(test_x="""
+        import pytest
+
+        @pytest.mark.fb_flash(agent="1.0.0")
+        def test_no_agent_file(dut):
+            pass
+
+        @pytest.mark.fb_flash("nope.bin")
+        def test_no_image(dut):
+            pass
+
+        @pytest.mark.fb_flash(agent="1.0.0", speed=1)
+        def test_bad_argument(dut):
+            pass
+    """)
+    r = inner.runpytest_subprocess("--fb-virtual", "1", "--fb-out", str(tmp_path / "out"),
+                                   "-p", "no:cacheprovider", timeout=300)
+    r.assert_outcomes(errors=3)
+    text = r.stdout.str()
+    assert ("fb_flash: no download agent given: fotabench needs MediaTek's DA for "
+            "MT6261/MT2503, the file MTK_AllInOne_DA.bin") in text
+    assert "pass it with --fb-da FILE (or set FOTABENCH_DA)" in text
+    assert "fb_flash: no image 'nope.bin' (looked for " in text
+    assert "fb_flash marker: unknown argument 'speed'" in text
+    assert "Traceback" not in text
+    assert not any(x["kind"] == "flash" for x in records_of(tmp_path / "out")) \
+        if (tmp_path / "out").exists() else True
