@@ -643,3 +643,33 @@ def test_fb_flash_mistakes_error_at_setup_in_one_line(inner, tmp_path):
     assert "Traceback" not in text
     assert not any(x["kind"] == "flash" for x in records_of(tmp_path / "out")) \
         if (tmp_path / "out").exists() else True
+
+
+@needs_board
+def test_fb_flash_unwired_slot_prompts_the_operator_on_the_terminal(inner, tmp_path, da_file):
+    # A slot without GPIO wiring: the operator is told, past pytest's capture, to power
+    # the module; nobody does here, so the handshake times out: an error, not a fail.
+    station = inner.path / "op.yaml"
+    station.write_text("version: 1\nstation: op\nslots:\n  - name: u1\n    model: M66\n"
+                       "    virtual: {blank: true, boot_timing: fast, wired: false}\n")
+    inner.makepyfile(test_op="""
+        import pytest
+
+        @pytest.mark.fb_flash(agent="1.0.0", handshake_timeout=1.5)
+        def test_nobody_powers_it(dut):
+            pass
+    """)
+    out = tmp_path / "out"
+    r = inner.runpytest_subprocess("--fb-station", str(station), "--fb-da", str(da_file),
+                                   "--fb-out", str(out), "-p", "no:cacheprovider",
+                                   timeout=300)
+    r.assert_outcomes(errors=1)
+    err, text = r.stderr.str(), r.stdout.str()
+    # on the terminal while the test runs, not in a captured section afterwards
+    assert ("slot u1: power the module now with PWRKEY held low (download mode); "
+            "waiting up to 1.5 s for its BootROM") in err, err
+    assert "flash of slot u1 (M66) with agent_M66_1.0.0.bin: ERROR [no_handshake]: " in text
+    assert "Captured stderr setup" not in text
+    (rec,) = records_of(out)
+    assert (rec["kind"], rec["outcome"], rec["cause"]) == ("flash", "error", "no_handshake")
+    assert rec["flash"]["download_mode"] == "operator" and rec["power"] == []

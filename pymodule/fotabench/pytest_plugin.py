@@ -79,7 +79,8 @@ _MARKERS = (
     "others are skipped (fotabench)",
     "fb_fault(*specs): inject faults in this test's upgrades, as a station file writes "
     "them: 'drop:at=50%,times=1', 'power_cut:at=40%', 'attach_fail' (fotabench)",
-    "fb_flash(*images, agent=None, verify=False, baud=921600, force=False): flash the "
+    "fb_flash(*images, agent=None, verify=False, baud=921600, force=False, "
+    "handshake_timeout=60): flash the "
     "test's slot over UART before the test (one image per model, or agent='1.0.0': the "
     "bench agent at that version), through its dut; the agent file from --fb-da "
     "(fotabench)",
@@ -581,7 +582,8 @@ def dut(request: pytest.FixtureRequest, station: FbStation) -> Iterator["Dut"]:
                                      marked.get("agent"))
                 sf = _flash(station, node, d, paths, verify=bool(marked.get("verify")),
                             baud=int(marked.get("baud", 921600)),
-                            force=bool(marked.get("force")))
+                            force=bool(marked.get("force")),
+                            handshake_timeout=float(marked.get("handshake_timeout", 60)))
                 if sf is not None:
                     _wait_answers(d, slot, station.spec, paths[0].name)
             _power_and_ready(d, slot, station.spec)
@@ -675,7 +677,7 @@ def _image_paths(node: pytest.Item, station: FbStation, model: str,
 
 def _flash(station: FbStation, node: pytest.Item, d: "Dut", paths: list[Path], *,
            verify: bool = False, baud: int = 921600, force: bool = True,
-           check: bool = True) -> Optional["SlotFlash"]:
+           check: bool = True, handshake_timeout: float = 60.0) -> Optional["SlotFlash"]:
     """Flash ``paths`` into the dut's slot through the dut (its port and lines), record
     it, and fail the test (``check``) naming the outcome when it did not pass. None when
     skipped: a real slot that this session (any worker) flashed with the same image and
@@ -717,10 +719,12 @@ def _flash(station: FbStation, node: pytest.Item, d: "Dut", paths: list[Path], *
             # capture is off for the flash (suspended from this, the main thread).
             with capman.global_and_fixture_disabled():
                 sf = fs.flash_dut(d, [i.path for i in images], recorder=recorder, baud=baud,
-                                  verify=verify, log_dir=getattr(d, "_fb_log_dir", None))
+                                  verify=verify, log_dir=getattr(d, "_fb_log_dir", None),
+                                  handshake_timeout=handshake_timeout)
         else:
             sf = fs.flash_dut(d, [i.path for i in images], recorder=recorder, baud=baud,
-                              verify=verify, log_dir=getattr(d, "_fb_log_dir", None))
+                              verify=verify, log_dir=getattr(d, "_fb_log_dir", None),
+                              handshake_timeout=handshake_timeout)
     except Exception as e:  # noqa: BLE001 - bad arguments (a baud rate...): one line
         pytest.fail(f"fb_flash: slot {slot.name}: {e}", pytrace=False)
     station._state.records += len(sf.record_ids)
@@ -759,7 +763,7 @@ def _marker_flash(node: pytest.Item) -> Optional[dict[str, Any]]:
     mark = node.get_closest_marker("fb_flash")
     if mark is None:
         return None
-    known = {"agent", "verify", "baud", "force"}
+    known = {"agent", "verify", "baud", "force", "handshake_timeout"}
     bad = sorted(set(mark.kwargs) - known)
     if bad:
         pytest.fail(f"fb_flash marker: unknown argument {bad[0]!r} (known: "
@@ -770,20 +774,22 @@ def _marker_flash(node: pytest.Item) -> Optional[dict[str, Any]]:
 @pytest.fixture
 def flash(request: pytest.FixtureRequest, station: FbStation) -> Callable[..., Any]:
     """``flash(dut, *images, agent=None, verify=False, baud=921600, check=True,
-    ready=True)``: flash the dut's slot over UART now, through the dut (its port and
-    lines), record it and return the :class:`fotabench.bench.flash.SlotFlash`. ``check``:
+    ready=True, handshake_timeout=60)``: flash the dut's slot over UART now, through
+    the dut (its port and lines), record it and return the
+    :class:`fotabench.bench.flash.SlotFlash`. ``check``:
     fail the test when it did not pass; ``ready``: then wait (the boot timeout) until
     the new app answers AT."""
     node = request.node
 
     def run(d: "Dut", *images: Any, agent: Optional[str] = None, verify: bool = False,
-            baud: int = 921600, check: bool = True, ready: bool = True) -> Any:
+            baud: int = 921600, check: bool = True, ready: bool = True,
+            handshake_timeout: float = 60.0) -> Any:
         slot = d.slot
         if slot is None:
             pytest.fail("flash: give the dut fixture's Dut", pytrace=False)
         paths = _image_paths(node, station, slot.model, images, agent)
         sf = _flash(station, node, d, paths, verify=verify, baud=baud, force=True,
-                    check=check)
+                    check=check, handshake_timeout=handshake_timeout)
         if sf is not None and sf.ok and ready:
             _wait_answers(d, slot, station.spec, paths[0].name)
         return sf

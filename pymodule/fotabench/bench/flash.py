@@ -281,20 +281,24 @@ class FlashStation:
     def flash_dut(self, dut: Dut, image: Union[PathLike, Sequence[PathLike]], *,
                   recorder: Any, baud: int = 921600, verify: bool = False,
                   reset: bool = True, attempts: int = 1,
-                  log_dir: Optional[PathLike] = None) -> SlotFlash:
+                  log_dir: Optional[PathLike] = None,
+                  handshake_timeout: Optional[float] = None) -> SlotFlash:
         """Flash ``image`` into one open Dut (the pytest plugin's ``fb_flash``): through
         its own port and lines (:meth:`Dut.raw_uart`), download mode as for a station's
         slot, a record per attempt into ``recorder`` (a
         :class:`fotabench.records.Recorder`, left open), the dut left open and as the
         flash left it (its caller owns it: no ``power_after``). ``log_dir``: where the
-        dut's timeline is written (``<slot>.timeline.jsonl``, named in the record)."""
+        dut's timeline is written (``<slot>.timeline.jsonl``, named in the record).
+        ``handshake_timeout``: this flash's (None: the station's)."""
         if attempts < 1:
             raise _core.ArgumentError("attempts must be 1 or more")
         slot = dut.slot if dut.slot is not None else SlotSpec(dut.name, model=dut.model or "M66")
         images = load_images(image)
         self._cancel.clear()
+        hs = self.handshake_timeout if handshake_timeout is None else handshake_timeout
         return self._attempts(slot, images, recorder,
-                              dict(baud=baud, verify=verify, reset=reset), attempts,
+                              dict(baud=baud, verify=verify, reset=reset,
+                                   handshake_timeout=hs), attempts,
                               lambda: dut, None if log_dir is None else Path(log_dir))
 
     def _attempts(self, slot: SlotSpec, images: list["_Image"], recorder: Any,
@@ -435,8 +439,8 @@ class FlashStation:
                 dut.supply_on()
                 self._emit(name, "power", detail="VBAT on, PWRKEY held (download mode)")
         else:
-            wait = ("for ever" if self.handshake_timeout is None
-                    else f"up to {self.handshake_timeout:g} s")
+            hs = opts.get("handshake_timeout", self.handshake_timeout)
+            wait = "for ever" if hs is None else f"up to {hs:g} s"
 
             def power_up() -> None:
                 text = (f"slot {name}: power the module now with PWRKEY held low (download "
@@ -460,7 +464,7 @@ class FlashStation:
                 self._emit(name, "state", state=p, percent=pct)
 
         with Flasher(uart, da=self.da, timeline=dut.timeline, source=f"flash:{name}",
-                     handshake_timeout=self.handshake_timeout,
+                     handshake_timeout=opts.get("handshake_timeout", self.handshake_timeout),
                      answer_timeout=self.answer_timeout, max_resends=self.max_resends) as fl:
             phase("handshake")
             r = fl.flash(data, verify=opts["verify"], baud=opts["baud"], reset=opts["reset"],
