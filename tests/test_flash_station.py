@@ -209,6 +209,8 @@ def test_power_after_off_is_applied_once_a_slot_is_flashed(apps, da_file, tmp_pa
     run = fs.run(apps["M66"])
     assert {s: r.outcome for s, r in run.results.items()} == {"off": "pass", "on": "pass"}, \
         {s: r.reason for s, r in run.results.items()}
+    assert not bus.errors, bus.errors          # the watcher itself did not raise
+    assert set(seen) == {"off", "on"}, seen
     off, on = seen["off"], seen["on"]
     assert off["detail"] == "off (power_after: off): VBAT cut"
     assert (off["STATUS"], off["VBAT"]) == (0, 0), off      # the module is off
