@@ -176,6 +176,54 @@ def test_slot_without_its_image_or_its_port_is_an_error_before_it_is_touched(app
     assert recs["r1"].cause == "port"
 
 
+def test_power_after_off_is_applied_once_a_slot_is_flashed(apps, da_file, tmp_path):
+    # Two wired slots: "off" is left with VBAT cut once its flash is over, "on" is left
+    # running the image just written. The evidence is the module's own: its STATUS and
+    # VBAT lines read from the board while the slot is still open, and the board's log.
+    st = station_file(tmp_path / "st.yaml",
+                      slot("off", "M66").replace("}}", "}, power_after: off}")
+                      + slot("on", "M66"))
+    assert load_station(st).slot("off").power_after == "off"
+    bus = EventBus()
+    seen: dict[str, dict] = {}
+    fs: FlashStation
+
+    def watch(ev):
+        # Synchronous on the slot's thread: the slot is still open here.
+        if ev.kind == "power" and "power_after" in (ev.detail or ""):
+            vm = fs.duts[ev.slot].vm
+            seen[ev.slot] = {"detail": ev.detail, "STATUS": vm.get_line("STATUS"),
+                             "VBAT": vm.get_line("VBAT"),
+                             "events": [e.what for e in fs.duts[ev.slot].power_events]}
+        elif ev.kind == "outcome" and ev.slot == "on":
+            # The flash is over (reset: booting the new app): it stays powered.
+            vm = fs.duts["on"].vm
+            deadline = time.monotonic() + 20
+            while vm.get_line("STATUS") != 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            seen["on"] = {"STATUS": vm.get_line("STATUS"), "VBAT": vm.get_line("VBAT"),
+                          "events": [e.what for e in fs.duts["on"].power_events]}
+    bus.subscribe(watch)
+    fs = FlashStation(st, da=da_file, events=bus, out_dir=tmp_path / "run", db=False,
+                      handshake_timeout=30)
+    run = fs.run(apps["M66"])
+    assert {s: r.outcome for s, r in run.results.items()} == {"off": "pass", "on": "pass"}, \
+        {s: r.reason for s, r in run.results.items()}
+    assert not bus.errors, bus.errors          # the watcher itself did not raise
+    assert set(seen) == {"off", "on"}, seen
+    off, on = seen["off"], seen["on"]
+    assert off["detail"] == "off (power_after: off): VBAT cut"
+    assert (off["STATUS"], off["VBAT"]) == (0, 0), off      # the module is off
+    assert off["events"][-1] == "vbat_off" and off["events"][:3] == [
+        "pwrkey_hold", "vbat_off", "vbat_on"]
+    assert (on["STATUS"], on["VBAT"]) == (1, 1), on          # booted the new app, left on
+    assert "vbat_off" not in on["events"][2:]
+    logs = {s: (run.run_dir / "logs" / s / f"{s}.board.log").read_text() for s in ("off", "on")}
+    # The board saw the cut after the flash's reset booted the new app.
+    assert logs["off"].rindex("VBAT cut") > logs["off"].rindex("module powered on")
+    assert logs["on"].count("VBAT cut") == logs["off"].count("VBAT cut") - 1
+
+
 def test_classify_by_evidence():
     assert classify(fotabench.BenchTimeoutError("x"), False)[:2] == ("error", "no_handshake")
     assert classify(fotabench.BenchTimeoutError("x"), True)[:2] == ("fail", "no_answer")

@@ -229,6 +229,35 @@ def test_modem_on_an_open_port_leaves_it_open(peer):
         assert port.expect(b"OK", timeout=5).data == b"OK"
 
 
+def test_paused_lends_the_raw_stream_and_the_engine_comes_back_as_it_was(peer):
+    # A flash through the BootROM borrows the open port (Dut.raw_uart): raw bytes, no
+    # AT engine; afterwards the same Modem works on, URC prefixes and subscribers kept.
+    peer.respond(agent())
+    urcs: queue.Queue = queue.Queue()
+    with Modem(peer.path, urcs=["+XB:"]) as m:
+        m.on_urc("+XB:", urcs.put)
+        port = m.port
+        with m.paused() as raw:
+            assert raw is port and not port.closed
+            with pytest.raises(fotabench.ClosedError):
+                m.command("AT", timeout=1)
+            with pytest.raises(fotabench.BusyError):      # one borrower at a time
+                with m.paused():
+                    pass
+            peer.send(b"\x5f\xf5+XB: not a URC now\r\n")   # a BootROM's answers
+            got = b""
+            while b"\n" not in got:
+                got += raw.read(100, timeout=5)
+            assert got == b"\x5f\xf5+XB: not a URC now\r\n"
+            assert urcs.empty()
+        assert not port.closed and m.command("AT", timeout=5).ok
+        peer.send(b"+XB: 1\r\n")
+        assert urcs.get(timeout=5).line == "+XB: 1"           # its own prefix, its subscriber
+        with pytest.raises(fotabench.BusyError):
+            port.read(1)                                      # the engine has the stream again
+    assert port.closed                                        # closed with the Modem, once
+
+
 def test_port_loss_during_command(peer):
     with Modem(peer.path) as m:
         threading.Timer(0.1, peer.close).start()

@@ -37,7 +37,7 @@ def inner(pytester, tmp_path, monkeypatch):
     slot locks, and the firmware of this checkout."""
     for var in ("FOTABENCH_STATION", "FOTABENCH_VIRTUAL", "FOTABENCH_SLOTS",
                 "FOTABENCH_PROTOCOL", "FOTABENCH_OUT", "FOTABENCH_DB", "FOTABENCH_IMAGES",
-                "FOTABENCH_VIRTUAL_TIMING", "FOTABENCH_LOCK_TIMEOUT"):
+                "FOTABENCH_VIRTUAL_TIMING", "FOTABENCH_LOCK_TIMEOUT", "FOTABENCH_DA"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("FOTABENCH_LOCK_DIR", str(tmp_path / "locks"))
     monkeypatch.setenv("FOTABENCH_FIRMWARE", str(ROOT / "firmware"))
@@ -87,12 +87,14 @@ def test_without_options_other_tests_run_and_dut_says_how_to_configure(inner):
 def test_markers_and_options_are_documented(inner):
     r = inner.runpytest("--markers")
     out = r.stdout.str()
-    for m in ("fb_protocol(name)", "fb_model(*models)", "fb_fault(*specs)"):
+    for m in ("fb_protocol(name)", "fb_model(*models)", "fb_fault(*specs)",
+              "fb_flash(*images, agent=None"):
         assert f"@pytest.mark.{m}" in out
     r = inner.runpytest("--help")
     out = r.stdout.str()
     for opt in ("--fb-station=FILE", "--fb-virtual=N", "--fb-slots=A,B", "--fb-protocol",
-                "--fb-out=DIR", "--fb-db", "FOTABENCH_STATION"):
+                "--fb-out=DIR", "--fb-db", "FOTABENCH_STATION", "--fb-da=FILE",
+                "FOTABENCH_DA"):
         assert opt in out, opt
 
 
@@ -407,3 +409,270 @@ def test_the_example_collects_unchanged_on_a_real_station_and_says_what_is_missi
     out = r.stdout.str()
     assert "slot s1: cannot open /dev/serial/by-id/" in out
     assert "Traceback" not in out
+
+
+# ---- flashing before the test (fb_flash, flash) ------------------------------------------
+
+@pytest.fixture
+def da_file(tmp_path):
+    """A SYNTHETIC download agent (tests/flash_helpers.py): never a MediaTek binary."""
+    from flash_helpers import make_da_file
+    part1 = bytes((i * 7 + 3) & 0xFF for i in range(0x718))
+    part2 = bytes((i * 13 + 1) & 0xFF for i in range(20001))
+    path = tmp_path / "SYNTHETIC_DA.bin"
+    path.write_bytes(make_da_file([(0x6261, [(0x70007000, part1), (0x10020000, part2)]),
+                                   (0x2503, [(0x70007000, part1), (0x10020000, part2)])]))
+    return path
+
+
+FACTORY = """\
+version: 1
+station: factory
+timeouts: {boot: 20, attach: 3, download_inactivity: 30, reboot: 30}
+slots:
+  - name: b1
+    model: M66
+    virtual: {blank: true, boot_timing: fast, link_rate: unlimited}
+  - name: c1
+    model: MC60
+    virtual: {boot_timing: fast, link_rate: unlimited}
+"""
+
+
+@needs_board
+def test_fb_flash_flashes_a_blank_module_then_it_is_upgraded_and_failures_fail_setup(
+        inner, tmp_path, da_file):
+    from fotabench.bench.dut import bundled_agent
+    from fotabench.records import validate
+    mc60 = bundled_agent("1.0.0", "MC60")
+    station = inner.path / "factory.yaml"
+    station.write_text(FACTORY)
+    inner.makepyfile(test_factory=f"""
+        import pytest
+
+        @pytest.mark.fb_model("M66")
+        @pytest.mark.fb_flash(agent="1.0.0", verify=True)
+        def test_blank_flashed_then_upgraded(dut, upgrade, agent_image, virtual_module):
+            assert dut.version()[0] == "1.0.0"          # the image just flashed runs
+            upgrade(dut, agent_image("2.0.0"), expect_version="2.0.0").assert_pass()
+
+        @pytest.mark.fb_model("M66")
+        @pytest.mark.fb_flash({str(mc60)!r})
+        def test_image_for_another_model(dut):
+            raise AssertionError("not reached: set-up fails")
+
+        @pytest.mark.fb_model("M66")
+        @pytest.mark.fb_fault("line_fault:mode=flip,first=1,count=100")
+        @pytest.mark.fb_flash(agent="1.0.0")
+        def test_line_keeps_flipping(dut):
+            raise AssertionError("not reached: set-up fails")
+
+        @pytest.mark.fb_model("MC60")
+        def test_flash_mid_test(dut, flash):
+            assert dut.version()[0] == "1.0.0"
+            modem = dut.modem
+            sf = flash(dut, agent="2.0.0")
+            assert sf.ok and sf.result.chip == "MT2503" and sf.download_mode == "gpio"
+            assert dut.modem is modem and dut.version()[0] == "2.0.0"   # the same port
+    """)
+    out = tmp_path / "out"
+    junit = tmp_path / "junit.xml"
+    r = inner.runpytest_subprocess("--fb-station", str(station), "--fb-da", str(da_file),
+                                   "--fb-out", str(out), f"--junitxml={junit}",
+                                   "-p", "no:cacheprovider", timeout=600)
+    text = r.stdout.str()
+    r.assert_outcomes(passed=2, errors=2, skipped=4)
+    # A flash that did not pass fails the test's set-up, saying what the record says.
+    assert "ERROR at setup of test_image_for_another_model[b1]" in text
+    assert ("flash of slot b1 (M66) with agent_MC60_1.0.0.bin: ERROR [image_model]: "
+            "no image for an M66") in text
+    assert "ERROR at setup of test_line_keeps_flipping[b1]" in text
+    assert "flash of slot b1 (M66) with agent_M66_1.0.0.bin: FAIL [checksum]: " in text
+    assert "refused 4 times" in text and "Traceback" not in text
+    (run,) = run_dirs(out)
+    recs = records_of(out)
+    flashes = [x for x in recs if x["kind"] == "flash"]
+    for x in recs:
+        validate(x)
+    assert sorted((x["slot"], x["outcome"], x["check"] or x["cause"]) for x in flashes) == [
+        ("b1", "error", "image_model"), ("b1", "fail", "checksum"), ("b1", "pass", None),
+        ("c1", "pass", None)]
+    ups = [x for x in recs if x["kind"] == "upgrade"]
+    assert [(x["slot"], x["outcome"]) for x in ups] == [("b1", "pass")]
+    good = next(x for x in flashes if x["slot"] == "b1" and x["outcome"] == "pass")
+    assert good["schema_version"] == 2 and good["flash"]["verified"]
+    assert good["flash"]["chip"] == "MT6261" and good["flash"]["download_mode"] == "gpio"
+    assert [p["event"] for p in good["power"]][:3] == ["pwrkey_hold", "vbat_off", "vbat_on"]
+    assert good["package"]["path"].endswith("agent_M66_1.0.0.bin")
+    # flashed, then upgraded: one module, in that order
+    assert good["end_ns"] <= ups[0]["start_ns"]
+    # The flash is on the test's timeline and in its UART log, both in the run directory.
+    # split("\n"), not splitlines(): rx data may hold U+0085 or U+2028, legal unescaped
+    # in a JSON string, where splitlines() would cut an event in two.
+    tl_text = (run / good["logs"]["timeline"]).read_text()
+    tl = [json.loads(ln) for ln in tl_text.split("\n") if ln]
+    kinds = [e["kind"] for e in tl if e["source"] == "flash:b1"]
+    assert kinds[0] == "flash.start" and "flash.done" in kinds, kinds[:5]
+    assert (run / good["logs"]["uart1"]).stat().st_size > good["package"]["size"]
+    # ... and the upgrade's timeline (the same file, rewritten) still holds it
+    up_tl = (run / ups[0]["logs"]["timeline"]).read_text()
+    assert '"flash.done"' in up_tl and "UP_SYSTEM_REBOOT" in up_tl
+    db = sqlite3.connect(out / "fotabench.sqlite")
+    assert {x[0] for x in db.execute("select id from records")} == {x["id"] for x in recs}
+    cases = {c.get("name"): c for c in ET.parse(junit).getroot().iter("testcase")}
+    props = {p.get("name"): p.get("value")
+             for p in cases["test_blank_flashed_then_upgraded[b1]"].iter("property")}
+    assert props["flash"] == "b1: pass" and props["flash_md5"] == good["package"]["md5"]
+    mid = next(x for x in flashes if x["slot"] == "c1")
+    assert mid["flash"]["chip"] == "MT2503" and mid["package"]["path"].endswith(
+        "agent_MC60_2.0.0.bin")
+
+
+@needs_board
+def test_fb_flash_on_a_real_slot_is_not_repeated_until_the_app_may_have_changed(
+        inner, tmp_path, da_file):
+    # A "real" slot: a port and a gpio chip given by path, as on a real station; behind
+    # them a board program this test starts, so the module keeps its flash from one test
+    # to the next as a real one does (blank at first).
+    import shutil
+    from fotabench.bench.dut import bundled_agent
+    from fotabench.sim import VirtualModule
+    images = tmp_path / "images"
+    images.mkdir()
+    for v in ("1.0.0", "2.0.0"):
+        shutil.copy(bundled_agent(v, "M66"), images / f"agent_M66_{v}.bin")
+    vm = VirtualModule(None, tmp_path / "vm", power=False, model="M66", blank=True,
+                       boot_timing="fast", link_rate="unlimited",
+                       stderr=open(tmp_path / "board.log", "ab"))
+    vm.start()
+    try:
+        station = inner.path / "bench.yaml"
+        station.write_text(textwrap.dedent(f"""\
+            version: 1
+            station: bench
+            power_after: off
+            timeouts: {{boot: 20, attach: 3, download_inactivity: 30, reboot: 30}}
+            slots:
+              - name: r1
+                model: M66
+                port: {vm.uart1}
+                gpio_chip: {vm.gpio}
+                lines:
+                  PWRKEY: {{line: PWRKEY, active_low: true}}
+                  VBAT: VBAT
+                  RESET: {{line: RESET, active_low: true}}
+                  WDI: WDI
+        """))
+        inner.makepyfile(test_bench="""
+            import pytest
+
+            @pytest.mark.fb_flash(agent="1.0.0")
+            def test_a_flashed(dut):
+                assert dut.vm is None and dut.version()[0] == "1.0.0"
+
+            @pytest.mark.fb_flash(agent="1.0.0")
+            def test_b_already_on_it(dut):
+                assert dut.version()[0] == "1.0.0"
+
+            @pytest.mark.fb_flash(agent="1.0.0")
+            def test_c_upgraded(dut, upgrade, agent_image):
+                upgrade(dut, agent_image("2.0.0"), expect_version="2.0.0").assert_pass()
+
+            @pytest.mark.fb_flash(agent="1.0.0")
+            def test_d_flashed_again(dut):
+                assert dut.version()[0] == "1.0.0"
+
+            @pytest.mark.fb_flash(agent="1.0.0", force=True)
+            def test_e_forced(dut):
+                assert dut.version()[0] == "1.0.0"
+        """)
+        out = tmp_path / "out"
+        junit = tmp_path / "junit.xml"
+        r = inner.runpytest_subprocess("--fb-station", str(station), "--fb-da", str(da_file),
+                                       "--fb-images", str(images), "--fb-out", str(out),
+                                       f"--junitxml={junit}", "-p", "no:cacheprovider",
+                                       timeout=600)
+        r.assert_outcomes(passed=5)
+        cases = {c.get("name"): {p.get("name"): p.get("value") for p in c.iter("property")}
+                 for c in ET.parse(junit).getroot().iter("testcase")}
+        flash = {n.split("[")[0]: p["flash"] for n, p in cases.items()}
+        assert flash["test_a_flashed"] == "r1: pass"
+        assert flash["test_b_already_on_it"].startswith(
+            "r1: skipped: agent_M66_1.0.0.bin (md5 ")
+        assert "test_bench.py::test_a_flashed[r1] (record " in flash["test_b_already_on_it"]
+        assert flash["test_c_upgraded"].startswith("r1: skipped: ")
+        assert flash["test_d_flashed_again"] == "r1: pass"      # the upgrade changed the app
+        assert flash["test_e_forced"] == "r1: pass"
+        recs = records_of(out)
+        recs.sort(key=lambda x: x["start_ns"])
+        assert [(x["kind"], x["outcome"]) for x in recs] == [
+            ("flash", "pass"), ("upgrade", "pass"), ("flash", "pass"), ("flash", "pass")]
+        assert f"(record {recs[0]['id']})" in flash["test_b_already_on_it"]
+        # Through the slot's own port and lines; power_after: off at each test's end
+        # (the plugin's teardown): the module is off now.
+        assert all(x["flash"]["download_mode"] == "gpio" for x in recs if x["kind"] == "flash")
+        assert vm.get_line("STATUS") == 0
+        assert (tmp_path / "board.log").read_text().count("PWRKEY power-off pulse") >= 5
+    finally:
+        vm.stop()
+
+
+@needs_board
+def test_fb_flash_mistakes_error_at_setup_in_one_line(inner, tmp_path):
+    inner.makepyfile(test_x="""
+        import pytest
+
+        @pytest.mark.fb_flash(agent="1.0.0")
+        def test_no_agent_file(dut):
+            pass
+
+        @pytest.mark.fb_flash("nope.bin")
+        def test_no_image(dut):
+            pass
+
+        @pytest.mark.fb_flash(agent="1.0.0", speed=1)
+        def test_bad_argument(dut):
+            pass
+    """)
+    r = inner.runpytest_subprocess("--fb-virtual", "1", "--fb-out", str(tmp_path / "out"),
+                                   "-p", "no:cacheprovider", timeout=300)
+    r.assert_outcomes(errors=3)
+    text = r.stdout.str()
+    assert ("fb_flash: no download agent given: fotabench needs MediaTek's DA for "
+            "MT6261/MT2503, the file MTK_AllInOne_DA.bin") in text
+    assert "pass it with --fb-da FILE (or set FOTABENCH_DA)" in text
+    assert "fb_flash: no image 'nope.bin' (looked for " in text
+    assert "fb_flash marker: unknown argument 'speed'" in text
+    assert "Traceback" not in text
+    assert not any(x["kind"] == "flash" for x in records_of(tmp_path / "out")) \
+        if (tmp_path / "out").exists() else True
+
+
+@needs_board
+def test_fb_flash_unwired_slot_prompts_the_operator_on_the_terminal(inner, tmp_path, da_file):
+    # A slot without GPIO wiring: the operator is told, past pytest's capture, to power
+    # the module; nobody does here, so the handshake times out: an error, not a fail.
+    station = inner.path / "op.yaml"
+    station.write_text("version: 1\nstation: op\nslots:\n  - name: u1\n    model: M66\n"
+                       "    virtual: {blank: true, boot_timing: fast, wired: false}\n")
+    inner.makepyfile(test_op="""
+        import pytest
+
+        @pytest.mark.fb_flash(agent="1.0.0", handshake_timeout=1.5)
+        def test_nobody_powers_it(dut):
+            pass
+    """)
+    out = tmp_path / "out"
+    r = inner.runpytest_subprocess("--fb-station", str(station), "--fb-da", str(da_file),
+                                   "--fb-out", str(out), "-p", "no:cacheprovider",
+                                   timeout=300)
+    r.assert_outcomes(errors=1)
+    err, text = r.stderr.str(), r.stdout.str()
+    # on the terminal while the test runs, not in a captured section afterwards
+    assert ("slot u1: power the module now with PWRKEY held low (download mode); "
+            "waiting up to 1.5 s for its BootROM") in err, err
+    assert "flash of slot u1 (M66) with agent_M66_1.0.0.bin: ERROR [no_handshake]: " in text
+    assert "Captured stderr setup" not in text
+    (rec,) = records_of(out)
+    assert (rec["kind"], rec["outcome"], rec["cause"]) == ("flash", "error", "no_handshake")
+    assert rec["flash"]["download_mode"] == "operator" and rec["power"] == []

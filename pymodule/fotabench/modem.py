@@ -22,7 +22,8 @@ import os
 import re
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,10 +152,14 @@ class Modem:
         self._callback_errors = CallbackErrors(f"Modem on {self.port.path}")
         self._subs_lock = threading.Lock()
         self._closed = False
+        self._paused = False
+        # Kept to attach the engine again as it was after paused().
+        self._attach_args = (line_max, queue_max)
+        self._urcs: list[str] = []
         try:
             self._core.at_attach(line_max, queue_max)
             for u in urcs:
-                self._core.at_add_urc(u)
+                self.add_urc(u)
             # The port's engine must not own this Modem (a cycle would keep the port's
             # threads alive until the cyclic GC): it calls back through a weak
             # reference, and a dropped Modem detaches its engine.
@@ -205,6 +210,7 @@ class Modem:
     def add_urc(self, prefix: str) -> None:
         """Treat lines starting with prefix as URCs from now on."""
         self._core.at_add_urc(prefix)
+        self._urcs.append(prefix)
 
     def on_urc(self, prefix: str | None, fn: Callable[[Urc], Any]) -> Callable[[], None]:
         """Call fn(Urc) for every URC starting with prefix (None: all), in order, on the
@@ -289,6 +295,33 @@ class Modem:
                 wait = min(wait, max(0.0, (last_rx + inactivity_ns - now) / 1e9))
             rx_seen = self._core.at_wait_rx(rx_seen, wait)
 
+    # --- lending the port -------------------------------------------------------------
+    @contextmanager
+    def paused(self) -> Iterator[SerialPort]:
+        """Lend the port's raw byte stream (a flash through the BootROM speaks no AT):
+        the engine is detached for the ``with`` block, so :meth:`SerialPort.read` and
+        the C flasher get every byte, and attached again afterwards on the same port
+        (same log, URC prefixes and subscribers). Lines that arrived meanwhile are not
+        the engine's. The port stays open throughout: a Dut's port is never opened
+        twice. Commands meanwhile raise :class:`fotabench.ClosedError`."""
+        if self.closed:
+            raise _core.ClosedError(f"Modem on {self.port.path} is closed")
+        if self._paused:
+            raise _core.BusyError(f"Modem on {self.port.path} is already paused")
+        with self._lock:          # a command in progress ends first
+            self._core.at_set_urc_callback(None)
+            self._core.at_detach()
+            self._paused = True
+        try:
+            yield self.port
+        finally:
+            self._paused = False
+            if not self._closed and not self.port.closed:
+                self._core.at_attach(*self._attach_args)
+                for u in self._urcs:
+                    self._core.at_add_urc(u)
+                self._core.at_set_urc_callback(_weak_dispatch(weakref.ref(self)))
+
     # --- lifetime -------------------------------------------------------------------
     def close(self) -> None:
         """Detach the engine (and close the port if this Modem opened it). Calls after
@@ -296,7 +329,7 @@ class Modem:
         self._closed = True
         if hasattr(self, "_release"):
             self._release.detach()
-        if not self.port.closed:
+        if not self.port.closed and not self._paused:   # paused: nothing attached
             self._core.at_set_urc_callback(None)
             self._core.at_detach()
         if self._owns_port:

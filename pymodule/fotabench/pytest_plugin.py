@@ -6,6 +6,10 @@ installing fotabench is enough::
         result = upgrade(dut, agent_image("2.0.0"))
         result.assert_pass()
 
+    @pytest.mark.fb_flash(agent="1.0.0")      # flashed over UART before the test
+    def test_from_the_factory(dut, upgrade, agent_image):
+        upgrade(dut, agent_image("2.0.0")).assert_pass()
+
     $ pytest --fb-virtual 4              # four virtual modules made on the fly
     $ pytest --fb-station real-4.yaml    # the same tests on a real station
 
@@ -33,6 +37,7 @@ import pytest
 if TYPE_CHECKING:
     from .bench.config import SlotSpec, StationSpec
     from .bench.dut import Dut
+    from .bench.flash import FlashStation, SlotFlash
     from .bench.upgrade import UpgradeResult
     from .records import Recorder
 
@@ -63,6 +68,9 @@ _OPTIONS = (
      "needs the images built with the OpenCPU SDK there)"),
     ("--fb-lock-timeout", "fb_lock_timeout", "FOTABENCH_LOCK_TIMEOUT", "SECONDS",
      "how long a test waits for a slot another worker holds (default 3600)"),
+    ("--fb-da", "fb_da", "FOTABENCH_DA", "FILE",
+     "download agent for fb_flash / flash (MTK_AllInOne_DA.bin from Quectel's QFlash; "
+     "fotabench never bundles it)"),
 )
 
 _MARKERS = (
@@ -71,6 +79,11 @@ _MARKERS = (
     "others are skipped (fotabench)",
     "fb_fault(*specs): inject faults in this test's upgrades, as a station file writes "
     "them: 'drop:at=50%,times=1', 'power_cut:at=40%', 'attach_fail' (fotabench)",
+    "fb_flash(*images, agent=None, verify=False, baud=921600, force=False, "
+    "handshake_timeout=60): flash the "
+    "test's slot over UART before the test (one image per model, or agent='1.0.0': the "
+    "bench agent at that version), through its dut; the agent file from --fb-da "
+    "(fotabench)",
 )
 
 _HOW = ("no fotabench station configured: give --fb-virtual N (N virtual modules made on "
@@ -109,6 +122,7 @@ class _Settings:
     images: Optional[Path]
     lock_timeout: float
     session: str                        # shared by the xdist controller and its workers
+    da: Optional[str] = None            # the download agent (--fb-da), checked on first use
 
 
 def _session_token(config: pytest.Config) -> str:
@@ -217,7 +231,7 @@ def _load_settings(config: pytest.Config) -> Optional[_Settings]:
                      or Path(tempfile.gettempdir()) / f"fotabench-slots-{os.getuid()}")
     return _Settings(spec, slots, protocol, out, db, lock_root / key,
                      None if images is None else Path(images), lock_timeout,
-                     _session_token(config))
+                     _session_token(config), given["fb_da"])
 
 
 class _XdistHooks:
@@ -350,6 +364,7 @@ class _SessionState:
     recorder: Optional["Recorder"] = None
     record_error: Optional[str] = None
     records: int = 0
+    flasher: Optional["FlashStation"] = None
 
 
 class FbStation:
@@ -560,6 +575,17 @@ def dut(request: pytest.FixtureRequest, station: FbStation) -> Iterator["Dut"]:
         d._fb_log_dir = log_dir            # type: ignore[attr-defined]
         d._fb_faults = faults              # type: ignore[attr-defined]
         try:
+            marked = _marker_flash(node)
+            if marked is not None:
+                # Flashed first (a blank module cannot get ready), through this Dut.
+                paths = _image_paths(node, station, slot.model, marked["images"],
+                                     marked.get("agent"))
+                sf = _flash(station, node, d, paths, verify=bool(marked.get("verify")),
+                            baud=int(marked.get("baud", 921600)),
+                            force=bool(marked.get("force")),
+                            handshake_timeout=float(marked.get("handshake_timeout", 60)))
+                if sf is not None:
+                    _wait_answers(d, slot, station.spec, paths[0].name)
             _power_and_ready(d, slot, station.spec)
             ident = d.identity(timeout=(slot.timeouts or station.spec.timeouts).command)
             if ident.imei:
@@ -590,6 +616,187 @@ def _power_and_ready(d: "Dut", slot: "SlotSpec", spec: "StationSpec") -> None:
                     pytrace=False)
 
 
+# ---- flashing over UART (docs/pytest-plugin.md#flashing) ---------------------------------
+
+def _flash_station(station: FbStation) -> "FlashStation":
+    """The session's FlashStation (its agent file checked once, on first use)."""
+    st = station._state
+    if st.flasher is None:
+        from .bench.flash import FlashStation
+        from .flash import DA_ENV
+        da = st.settings.da
+        if da is None:
+            pytest.fail("fb_flash: no download agent given: fotabench needs MediaTek's DA "
+                        "for MT6261/MT2503, the file MTK_AllInOne_DA.bin that ships with "
+                        "Quectel's QFlash (in QFlash's folder); pass it with --fb-da FILE "
+                        f"(or set {DA_ENV}). fotabench never bundles it.", pytrace=False)
+        try:
+            st.flasher = FlashStation(station.spec, da=da, db=False)
+        except Exception as e:  # noqa: BLE001 - a missing or wrong file: one line
+            pytest.fail(f"fb_flash: --fb-da {da}: {e}", pytrace=False)
+    return st.flasher
+
+
+def _flash_memo(station: FbStation, slot: str) -> Path:
+    # Beside the slot's lock, read and written only while holding it: every worker of
+    # the session sees what the slot holds.
+    return station._state.settings.lock_dir / f"{_safe(slot)}.flashed"
+
+
+def _forget_flash(station: FbStation, slot: str) -> None:
+    try:
+        _flash_memo(station, slot).unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _image_paths(node: pytest.Item, station: FbStation, model: str,
+                 images: tuple[Any, ...], agent: Optional[str]) -> list[Path]:
+    if agent is not None:
+        if images:
+            pytest.fail("fb_flash: give image files or agent=VERSION, not both",
+                        pytrace=False)
+        return [_agent_path(station, str(agent), model)]
+    if not images:
+        pytest.fail("fb_flash: name the image to flash: fb_flash('APP.bin') (one per "
+                    "model) or fb_flash(agent='1.0.0')", pytrace=False)
+    out = []
+    extra = station._state.settings.images
+    for i in images:
+        p = Path(os.fspath(i))
+        # A relative name: beside the test file, then in --fb-images, then as given.
+        tries = [p] if p.is_absolute() else (
+            [node.path.parent / p] + ([extra / p] if extra is not None else []) + [p])
+        found = next((t for t in tries if t.is_file()), None)
+        if found is None:
+            pytest.fail(f"fb_flash: no image {os.fspath(i)!r} (looked for "
+                        f"{', '.join(str(t) for t in tries)})", pytrace=False)
+        out.append(found)
+    return out
+
+
+def _flash(station: FbStation, node: pytest.Item, d: "Dut", paths: list[Path], *,
+           verify: bool = False, baud: int = 921600, force: bool = True,
+           check: bool = True, handshake_timeout: float = 60.0) -> Optional["SlotFlash"]:
+    """Flash ``paths`` into the dut's slot through the dut (its port and lines), record
+    it, and fail the test (``check``) naming the outcome when it did not pass. None when
+    skipped: a real slot that this session (any worker) flashed with the same image and
+    nothing upgraded since (``force`` False)."""
+    import json
+    from .bench.flash import image_for, load_images
+    fs = _flash_station(station)
+    slot = d.slot
+    assert slot is not None
+    try:
+        images = load_images(paths)
+    except Exception as e:  # noqa: BLE001 - a bad file: one line
+        pytest.fail(f"fb_flash: {e}", pytrace=False)
+    mine = image_for(images, slot.model)
+    md5 = mine.package["md5"]
+    props = node.user_properties
+    memo = _flash_memo(station, slot.name)
+    s = station._state.settings
+    if not force and slot.virtual is None:
+        try:
+            known = json.loads(memo.read_text())
+        except (OSError, ValueError):
+            known = None
+        if known and known.get("session") == s.session and known.get("md5") == md5:
+            props.append(("flash", f"{slot.name}: skipped: {mine.path.name} (md5 {md5}) "
+                                   f"is on it since {known.get('test')} "
+                                   f"(record {known.get('record')})"))
+            if d.timeline is not None:
+                d.timeline.add(f"flash:{slot.name}", "flash.skipped", md5=md5,
+                               record=known.get("record"), image=str(mine.path))
+            return None
+    _forget_flash(station, slot.name)     # whatever happens now, the memo is stale
+    recorder = station.recorder
+    capman = None if d.can_download_mode else \
+        node.config.pluginmanager.getplugin("capturemanager")
+    try:
+        if capman is not None:
+            # The operator powers this module: the prompt (stderr) must reach them, so
+            # capture is off for the flash (suspended from this, the main thread).
+            with capman.global_and_fixture_disabled():
+                sf = fs.flash_dut(d, [i.path for i in images], recorder=recorder, baud=baud,
+                                  verify=verify, log_dir=getattr(d, "_fb_log_dir", None),
+                                  handshake_timeout=handshake_timeout)
+        else:
+            sf = fs.flash_dut(d, [i.path for i in images], recorder=recorder, baud=baud,
+                              verify=verify, log_dir=getattr(d, "_fb_log_dir", None),
+                              handshake_timeout=handshake_timeout)
+    except Exception as e:  # noqa: BLE001 - bad arguments (a baud rate...): one line
+        pytest.fail(f"fb_flash: slot {slot.name}: {e}", pytrace=False)
+    station._state.records += len(sf.record_ids)
+    props.append(("flash", f"{slot.name}: {sf.outcome}"
+                  + (f" [{sf.check or sf.cause}]" if not sf.ok else "")))
+    props.append(("flash_md5", md5))
+    for rid in sf.record_ids:
+        props.append(("record_id", rid))
+    if sf.ok:
+        if slot.virtual is None:
+            memo.write_text(json.dumps({"session": s.session, "md5": md5,
+                                        "record": sf.record_ids[-1] if sf.record_ids else None,
+                                        "test": node.nodeid}))
+    elif check:
+        what = sf.check if sf.outcome == "fail" else sf.cause
+        where = f"record {sf.record_ids[-1]} in {recorder.path}" if sf.record_ids \
+            else f"run {recorder.path}"
+        pytest.fail(f"flash of slot {slot.name} ({slot.model}) with {mine.path.name}: "
+                    f"{sf.outcome.upper()} [{what}]: {sf.detail} ({where})", pytrace=False)
+    return sf
+
+
+def _wait_answers(d: "Dut", slot: "SlotSpec", spec: "StationSpec", image: str) -> None:
+    """After a flash's reset the new app boots: wait (the boot timeout) until it answers
+    AT. Not power_on(): a PWRKEY press on a module already booting may switch it off."""
+    t = slot.timeouts or spec.timeouts
+    deadline = time.monotonic() + t.boot
+    while not d.is_on(1.0):
+        if time.monotonic() >= deadline:
+            pytest.fail(f"slot {slot.name}: flashed {image}, but the module did not answer "
+                        f"AT within {t.boot:g} s of its reset (the dut fixture needs an app "
+                        "the bench talks to, such as the bench agent)", pytrace=False)
+
+
+def _marker_flash(node: pytest.Item) -> Optional[dict[str, Any]]:
+    mark = node.get_closest_marker("fb_flash")
+    if mark is None:
+        return None
+    known = {"agent", "verify", "baud", "force", "handshake_timeout"}
+    bad = sorted(set(mark.kwargs) - known)
+    if bad:
+        pytest.fail(f"fb_flash marker: unknown argument {bad[0]!r} (known: "
+                    f"{', '.join(sorted(known))})", pytrace=False)
+    return {"images": tuple(mark.args), **mark.kwargs}
+
+
+@pytest.fixture
+def flash(request: pytest.FixtureRequest, station: FbStation) -> Callable[..., Any]:
+    """``flash(dut, *images, agent=None, verify=False, baud=921600, check=True,
+    ready=True, handshake_timeout=60)``: flash the dut's slot over UART now, through
+    the dut (its port and lines), record it and return the
+    :class:`fotabench.bench.flash.SlotFlash`. ``check``:
+    fail the test when it did not pass; ``ready``: then wait (the boot timeout) until
+    the new app answers AT."""
+    node = request.node
+
+    def run(d: "Dut", *images: Any, agent: Optional[str] = None, verify: bool = False,
+            baud: int = 921600, check: bool = True, ready: bool = True,
+            handshake_timeout: float = 60.0) -> Any:
+        slot = d.slot
+        if slot is None:
+            pytest.fail("flash: give the dut fixture's Dut", pytrace=False)
+        paths = _image_paths(node, station, slot.model, images, agent)
+        sf = _flash(station, node, d, paths, verify=verify, baud=baud, force=True,
+                    check=check, handshake_timeout=handshake_timeout)
+        if sf is not None and sf.ok and ready:
+            _wait_answers(d, slot, station.spec, paths[0].name)
+        return sf
+
+    return run
+
+
 @pytest.fixture
 def virtual_module(dut: "Dut") -> Any:
     """The dut's VirtualModule (skips on a real slot)."""
@@ -608,18 +815,22 @@ def agent_image(request: pytest.FixtureRequest, station: FbStation) -> Callable[
             name = getattr(request.node, "callspec", None)
             slot = name.params.get("dut") if name is not None else None
             model = station.spec.slot(slot).model if slot else "M66"
-        images = station._state.settings.images
-        if images is not None:
-            p = images / f"agent_{model}_{version}.bin"
-            if p.is_file():
-                return p
-        if any(s.virtual is None and s.model == model for s in station.slots):
-            pytest.fail(f"no agent image {model} {version} for a real module: put "
-                        f"agent_{model}_{version}.bin (built with the OpenCPU SDK, "
-                        "docs/bench-agent.md) in --fb-images DIR", pytrace=False)
-        from .bench.dut import bundled_agent
-        return bundled_agent(version, model)
+        return _agent_path(station, version, model)
     return get
+
+
+def _agent_path(station: FbStation, version: str, model: str) -> Path:
+    images = station._state.settings.images
+    if images is not None:
+        p = images / f"agent_{model}_{version}.bin"
+        if p.is_file():
+            return p
+    if any(s.virtual is None and s.model == model for s in station.slots):
+        pytest.fail(f"no agent image {model} {version} for a real module: put "
+                    f"agent_{model}_{version}.bin (built with the OpenCPU SDK, "
+                    "docs/bench-agent.md) in --fb-images DIR", pytrace=False)
+    from .bench.dut import bundled_agent
+    return bundled_agent(version, model)
 
 
 @pytest.fixture
@@ -648,6 +859,7 @@ def upgrade(request: pytest.FixtureRequest, station: FbStation) -> Callable[...,
             kw["timeouts"] = (slot.timeouts if slot is not None and slot.timeouts
                               else station.spec.timeouts)
         up = Upgrade(d, package, **kw)
+        _forget_flash(station, d.name)    # the slot's app may change: flash it again
         result = up.run()
         ts.results.append((d.name, result, up))
         _record(station, node, result, up)

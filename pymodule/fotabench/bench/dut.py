@@ -26,12 +26,14 @@ import subprocess
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 from ..gpio import GpioChip, GpioLine
 from ..modem import Modem
+from ..serial import SerialPort
 from ..timeline import Timeline, now_ns
 from .config import LINE_ROLES, LineSpec, SlotSpec, VirtualSpec
 
@@ -355,11 +357,12 @@ class Dut:
             t0, _ = self.line("PWRKEY").pulse(1, PWRKEY_OFF_S)
             self._power("pwrkey_off", f"{PWRKEY_OFF_S} s", t_ns=t0)
 
-    def cut_power(self) -> int:
-        """VBAT off at once (the module dies; its flash keeps what was written)."""
+    def cut_power(self, detail: str = "cut") -> int:
+        """VBAT off at once (the module dies; its flash keeps what was written).
+        ``detail`` goes with the power event (why it was cut)."""
         with self._power_lock:
             t = self.line("VBAT").set(0)
-            self._power("vbat_off", "cut", t_ns=t)
+            self._power("vbat_off", detail, t_ns=t)
             return t
 
     def reset(self) -> None:
@@ -397,6 +400,22 @@ class Dut:
             if ln is not None and ln.get() == 1:
                 t = ln.set(0)
                 self._power("pwrkey_release", t_ns=t)
+
+    @contextmanager
+    def raw_uart(self) -> Iterator[SerialPort]:
+        """UART1's open port for a user of raw bytes (a flash through the BootROM,
+        :class:`fotabench.Flasher` takes it): the Modem's AT engine is paused for the
+        ``with`` block (:meth:`Modem.paused`), then the port is set back to the slot's
+        baud rate (a flash leaves it at 115200 8N1) and the engine attached again, so
+        ``dut.modem`` works on as before. The port is not opened a second time."""
+        with self.modem.paused() as port:
+            try:
+                yield port
+            finally:
+                slot = self.slot
+                if slot is not None and slot.virtual is None and slot.baud != 115200 \
+                        and not port.closed:
+                    port.configure(slot.baud)
 
     def power_events_since(self, t_ns: int) -> list[PowerEvent]:
         return [e for e in list(self.power_events) if e.t_ns >= t_ns]

@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -178,20 +178,8 @@ class FlashStation:
         if attempts < 1:
             raise _core.ArgumentError("attempts must be 1 or more")
         chosen = self._select(slots)
-        paths = ([Path(os.fspath(image))] if isinstance(image, (str, os.PathLike))
-                 else [Path(os.fspath(i)) for i in image])
-        if not paths:
-            raise _core.ArgumentError("no image to flash")
-        # The images' headers first: a bad file is said before any module is touched.
-        images: list[_Image] = []
-        for path in paths:
-            img = AppImage.inspect(path)
-            failed = [c for c in img.checks if not c.ok and c.name != "model"]
-            if failed:
-                raise _core.ImageError(f"{path}: {failed[0].name}: {failed[0].detail}")
-            data = path.read_bytes()
-            images.append(_Image(path, img, data, {"path": str(path), "size": len(data),
-                                                   "md5": hashlib.md5(data).hexdigest()}))
+        images = load_images(image)
+        paths = [i.path for i in images]
         self._cancel.clear()
         recorder = Recorder(self.out_dir, db=self.db, station=self.station.name,
                             operator=self.operator,
@@ -257,67 +245,30 @@ class FlashStation:
     def _slot_thread(self, slot: SlotSpec, images: list["_Image"], recorder: Any,
                      results: dict[str, SlotFlash], opts: dict[str, Any],
                      attempts: int) -> None:
-        # The slot's image: the first made for its model (MC60 and MC20 share one).
-        mine = next((i for i in images if slot.model in i.info.candidates), images[0])
-        path, img, data, package = mine.path, mine.info, mine.data, mine.package
-        ids: list[str] = []
-        last: Optional[SlotFlash] = None
-        dut: Optional[Dut] = None
-        try:
-            for attempt in range(1, attempts + 1):
-                t0, u0 = now_ns(), _utc()
-                self._emit(slot.name, "attempt", attempt=attempt, extra={"model": slot.model})
-                state: dict[str, Any] = {"phases": [], "mode": "operator"}
+        opened: list[Dut] = []
+
+        def get_dut() -> Dut:
+            if not opened:
                 try:
-                    if slot.model not in img.candidates:
-                        given = ", ".join(f"{i.path.name} ({'/'.join(i.info.candidates) or '?'})"
-                                          for i in images)
-                        raise _Verdict("error", "image_model",
-                                       f"no image for an {slot.model}: {given}")
-                    if self._cancel.is_set():
-                        raise _Cancelled()
-                    if dut is None:
-                        try:
-                            # log_dir: a virtual module's board messages go to
-                            # logs/<slot>/<slot>.board.log, not through the display.
-                            dut = Dut.from_slot(
-                                slot, timeline=self.timeline,
-                                log_dir=recorder.run.log_dir(slot.name, 1).parent)
-                        except Exception as e:
-                            raise _Verdict("error", "port", str(e)) from e
-                        with self._lock:
-                            self.duts[slot.name] = dut
-                        # The flash owns the UART: the Dut's AT reader must not eat its bytes.
-                        dut.modem.close()
-                    log = recorder.run.log_path(slot.name, attempt, "uart1")
-                    result = self._attempt(slot, dut, data, state, log, opts)
-                    v = _Verdict("pass", "", "")
-                except _Verdict as e:
-                    v, result = e, None
-                except BaseException as e:  # noqa: BLE001 - judged by evidence, never lost
-                    outcome, what, detail = classify(e, state.get("handshake_done", False))
-                    v, result = _Verdict(outcome, what, detail), None
-                finally:
-                    if dut is not None:
-                        try:
-                            dut.release_pwrkey()
-                        except Exception:  # noqa: BLE001 - the module may be gone already
-                            pass
-                t1, u1 = now_ns(), _utc()
-                last = SlotFlash(slot.name, v.outcome, attempt,
-                                 check=v.what if v.outcome == "fail" else None,
-                                 cause=v.what if v.outcome == "error" else None,
-                                 detail=v.detail, result=result,
-                                 download_mode=state["mode"], start_ns=t0, end_ns=t1)
-                rid = self._record(recorder, slot, last, state, package, attempts, u0, u1, dut)
-                if rid:
-                    ids.append(rid)
-                self._emit(slot.name, "outcome", outcome=v.outcome,
-                           detail=last.reason or None, attempt=attempt)
-                if v.outcome == "pass" or v.what in _NO_RETRY or self._cancel.is_set():
-                    break
+                    # log_dir: a virtual module's board messages go to
+                    # logs/<slot>/<slot>.board.log, not through the display; the UART
+                    # log (AT and flash bytes alike) to logs/<slot>/<slot>.uart1.log.
+                    d = Dut.from_slot(slot, timeline=self.timeline,
+                                      log_dir=recorder.run.log_dir(slot.name, 1).parent)
+                except Exception as e:
+                    raise _Verdict("error", "port", str(e)) from e
+                opened.append(d)
+                with self._lock:
+                    self.duts[slot.name] = d
+            return opened[0]
+
+        last: Optional[SlotFlash] = None
+        try:
+            last = self._attempts(slot, images, recorder, opts, attempts, get_dut, None)
         finally:
-            if dut is not None:
+            if opened:
+                dut = opened[0]
+                self.leave(dut, slot, flashed=bool(last and last.ok and opts["reset"]))
                 with self._lock:
                     self.duts.pop(slot.name, None)
                 try:
@@ -325,14 +276,148 @@ class FlashStation:
                 except Exception as e:  # noqa: BLE001
                     print(f"fotabench: slot {slot.name}: {e}", file=sys.stderr)
             if last is not None:
-                results[slot.name] = SlotFlash(**{**last.__dict__, "record_ids": tuple(ids)})
+                results[slot.name] = last
+
+    def flash_dut(self, dut: Dut, image: Union[PathLike, Sequence[PathLike]], *,
+                  recorder: Any, baud: int = 921600, verify: bool = False,
+                  reset: bool = True, attempts: int = 1,
+                  log_dir: Optional[PathLike] = None,
+                  handshake_timeout: Optional[float] = None) -> SlotFlash:
+        """Flash ``image`` into one open Dut (the pytest plugin's ``fb_flash``): through
+        its own port and lines (:meth:`Dut.raw_uart`), download mode as for a station's
+        slot, a record per attempt into ``recorder`` (a
+        :class:`fotabench.records.Recorder`, left open), the dut left open and as the
+        flash left it (its caller owns it: no ``power_after``). ``log_dir``: where the
+        dut's timeline is written (``<slot>.timeline.jsonl``, named in the record).
+        ``handshake_timeout``: this flash's (None: the station's)."""
+        if attempts < 1:
+            raise _core.ArgumentError("attempts must be 1 or more")
+        slot = dut.slot if dut.slot is not None else SlotSpec(dut.name, model=dut.model or "M66")
+        images = load_images(image)
+        self._cancel.clear()
+        hs = self.handshake_timeout if handshake_timeout is None else handshake_timeout
+        return self._attempts(slot, images, recorder,
+                              dict(baud=baud, verify=verify, reset=reset,
+                                   handshake_timeout=hs), attempts,
+                              lambda: dut, None if log_dir is None else Path(log_dir))
+
+    def _attempts(self, slot: SlotSpec, images: list["_Image"], recorder: Any,
+                  opts: dict[str, Any], attempts: int, get_dut: Callable[[], Dut],
+                  log_dir: Optional[Path]) -> SlotFlash:
+        mine = image_for(images, slot.model)
+        img, data, package = mine.info, mine.data, mine.package
+        ids: list[str] = []
+        last: Optional[SlotFlash] = None
+        for attempt in range(1, attempts + 1):
+            t0, u0 = now_ns(), _utc()
+            self._emit(slot.name, "attempt", attempt=attempt, extra={"model": slot.model})
+            state: dict[str, Any] = {"phases": [], "mode": "operator"}
+            dut: Optional[Dut] = None
+            stop: Optional[BaseException] = None
+            try:
+                if slot.model not in img.candidates:
+                    given = ", ".join(f"{i.path.name} ({'/'.join(i.info.candidates) or '?'})"
+                                      for i in images)
+                    raise _Verdict("error", "image_model",
+                                   f"no image for an {slot.model}: {given}")
+                if self._cancel.is_set():
+                    raise _Cancelled()
+                dut = get_dut()
+                result = self._attempt(slot, dut, data, state, opts)
+                v = _Verdict("pass", "", "")
+            except _Verdict as e:
+                v, result = e, None
+            except BaseException as e:  # noqa: BLE001 - judged by evidence, never lost
+                outcome, what, detail = classify(e, state.get("handshake_done", False))
+                v, result = _Verdict(outcome, what, detail), None
+                if isinstance(e, KeyboardInterrupt):
+                    stop = e      # Ctrl-C on this thread (flash_dut): recorded, then raised
+            finally:
+                if dut is not None:
+                    try:
+                        dut.release_pwrkey()
+                    except Exception:  # noqa: BLE001 - the module may be gone already
+                        pass
+            t1, u1 = now_ns(), _utc()
+            last = SlotFlash(slot.name, v.outcome, attempt,
+                             check=v.what if v.outcome == "fail" else None,
+                             cause=v.what if v.outcome == "error" else None,
+                             detail=v.detail, result=result,
+                             download_mode=state["mode"], start_ns=t0, end_ns=t1)
+            timeline = None
+            if log_dir is not None and dut is not None and dut.timeline is not None:
+                timeline = log_dir / f"{slot.name}.timeline.jsonl"
+                try:
+                    log_dir.mkdir(parents=True, exist_ok=True)
+                    dut.timeline.write_jsonl(timeline)
+                except Exception as e:  # noqa: BLE001 - the record without it
+                    print(f"fotabench: slot {slot.name}: timeline not written: {e}",
+                          file=sys.stderr)
+                    timeline = None
+            rid = self._record(recorder, slot, last, state, package, attempts, u0, u1, dut,
+                               timeline)
+            if rid:
+                ids.append(rid)
+            self._emit(slot.name, "outcome", outcome=v.outcome,
+                       detail=last.reason or None, attempt=attempt)
+            if stop is not None:
+                raise stop
+            if v.outcome == "pass" or v.what in _NO_RETRY or self._cancel.is_set():
+                break
+        assert last is not None
+        return replace(last, record_ids=tuple(ids))
+
+    def leave(self, dut: Dut, slot: SlotSpec, *, flashed: bool = False) -> None:
+        """Leave the slot's module as ``power_after`` says once its flash is over (pass,
+        fail or interrupted). ``off``: with VBAT wired, VBAT is cut (PWRKEY released
+        first): the module may be in its BootROM, in the agent, or booting the image
+        just written, and only the supply turns it off in each of these; the flash is
+        over, so nothing written is at risk (as when the operator unplugs it). With
+        PWRKEY alone, a normal power-down once the module answers AT (``flashed``: it
+        is booting the new app, so up to the boot timeout). Said on the bus either way.
+        """
+        if slot.power_after != "off":
+            return
+        name = slot.name
+        try:
+            dut.release_pwrkey()
+            if "VBAT" in dut.lines:
+                if dut.lines["VBAT"].get() == 1:
+                    dut.cut_power("power_after: off")
+                    self._emit(name, "power", detail="off (power_after: off): VBAT cut")
+                return
+            if dut.can_power:
+                t = slot.timeouts or self.station.timeouts
+                deadline = time.monotonic() + (t.boot if flashed else 0.5)
+                while True:
+                    if dut.is_on(1.0):
+                        dut.power_off()
+                        self._emit(name, "power",
+                                   detail="off (power_after: off): PWRKEY power-down")
+                        return
+                    if time.monotonic() >= deadline:
+                        break
+                self._emit(name, "log", detail="power_after off: the module does not answer "
+                                               "AT and no VBAT line is wired: left as it is")
+                return
+            self._emit(name, "log", detail="power_after off: no PWRKEY or VBAT line wired: "
+                                           "power the module off by hand")
+        except Exception as e:  # noqa: BLE001 - said; the slot is released anyway
+            self._emit(name, "log", detail=f"power_after off failed: {e}")
 
     def _attempt(self, slot: SlotSpec, dut: Dut, data: bytes, state: dict[str, Any],
-                 log: Path, opts: dict[str, Any]) -> FlashResult:
+                 opts: dict[str, Any]) -> FlashResult:
         name = slot.name
         port = slot.port if dut.vm is None else dut.vm.uart1
         if port is None:   # from_slot refuses a real slot without one
             raise _Verdict("error", "port", f"slot {name}: no serial port given (port:)")
+        # The flash owns the UART for its session: the Dut's AT engine is paused (the
+        # same open port, never a second open), and back afterwards.
+        with dut.raw_uart() as uart:
+            return self._session(name, port, uart, dut, data, state, opts)
+
+    def _session(self, name: str, port: str, uart: Any, dut: Dut, data: bytes,
+                 state: dict[str, Any], opts: dict[str, Any]) -> FlashResult:
         phases: list[dict[str, Any]] = state["phases"]
 
         def phase(p: str) -> None:
@@ -354,8 +439,8 @@ class FlashStation:
                 dut.supply_on()
                 self._emit(name, "power", detail="VBAT on, PWRKEY held (download mode)")
         else:
-            wait = ("for ever" if self.handshake_timeout is None
-                    else f"up to {self.handshake_timeout:g} s")
+            hs = opts.get("handshake_timeout", self.handshake_timeout)
+            wait = "for ever" if hs is None else f"up to {hs:g} s"
 
             def power_up() -> None:
                 text = (f"slot {name}: power the module now with PWRKEY held low (download "
@@ -378,10 +463,9 @@ class FlashStation:
                 last["pct"] = pct
                 self._emit(name, "state", state=p, percent=pct)
 
-        with Flasher(port, da=self.da, timeline=self.timeline, source=f"flash:{name}",
-                     handshake_timeout=self.handshake_timeout,
-                     answer_timeout=self.answer_timeout, max_resends=self.max_resends,
-                     log=log) as fl:
+        with Flasher(uart, da=self.da, timeline=dut.timeline, source=f"flash:{name}",
+                     handshake_timeout=opts.get("handshake_timeout", self.handshake_timeout),
+                     answer_timeout=self.answer_timeout, max_resends=self.max_resends) as fl:
             phase("handshake")
             r = fl.flash(data, verify=opts["verify"], baud=opts["baud"], reset=opts["reset"],
                          progress=progress, power_up=power_up, cancel=cancel)
@@ -395,19 +479,29 @@ class FlashStation:
 
     def _record(self, recorder: Any, slot: SlotSpec, sf: SlotFlash, state: dict[str, Any],
                 package: dict[str, Any], attempts: int, u0: str, u1: str,
-                dut: Optional[Dut]) -> Optional[str]:
+                dut: Optional[Dut], timeline: Optional[Path] = None) -> Optional[str]:
         from ..records import ModuleId, PackageRef, PowerEvent, Record
         r = sf.result
         power = [] if dut is None else [PowerEvent(e.t_ns, e.what, e.detail)
                                         for e in dut.power_events_since(sf.start_ns)]
         run = recorder.run
+
+        def relative(p: Optional[PathLike]) -> Optional[str]:
+            # Only files inside the run directory are named (a record travels with it).
+            if p is None or not Path(p).exists():
+                return None
+            try:
+                return str(run.relative(p))
+            except ValueError:
+                return None
+
         logs = {}
-        log = run.log_path(slot.name, sf.attempt, "uart1")
-        if log.exists():
-            logs["uart1"] = run.relative(log)
-        board = log.parents[1] / f"{slot.name}.board.log"
-        if board.exists():
-            logs["board"] = run.relative(board)
+        # The Dut's UART log: its AT traffic and the flash's bytes, every attempt.
+        uart = None if dut is None else dut.modem.port.log_path
+        found = {"uart1": relative(uart), "timeline": relative(timeline),
+                 "board": None if uart is None else
+                 relative(Path(uart).with_name(f"{slot.name}.board.log"))}
+        logs = {k: v for k, v in found.items() if v is not None}
         done = {p["phase"] for p in state["phases"]}
         flash = {
             "da": {"path": self.da, "id": self.da_info.get("id"),
@@ -440,6 +534,31 @@ class FlashStation:
         except _core.FotabenchError as e:   # a full disk: said, the other slots go on
             print(f"fotabench: slot {slot.name}: record not written: {e}", file=sys.stderr)
             return None
+
+
+def load_images(image: Union[PathLike, Sequence[PathLike]]) -> list["_Image"]:
+    """The images, their headers checked first: a bad file is said before any module
+    is touched (the model is checked per slot; :func:`image_for` picks a slot's)."""
+    paths = ([Path(os.fspath(image))] if isinstance(image, (str, os.PathLike))
+             else [Path(os.fspath(i)) for i in image])
+    if not paths:
+        raise _core.ArgumentError("no image to flash")
+    images: list[_Image] = []
+    for path in paths:
+        img = AppImage.inspect(path)
+        failed = [c for c in img.checks if not c.ok and c.name != "model"]
+        if failed:
+            raise _core.ImageError(f"{path}: {failed[0].name}: {failed[0].detail}")
+        data = path.read_bytes()
+        images.append(_Image(path, img, data, {"path": str(path), "size": len(data),
+                                               "md5": hashlib.md5(data).hexdigest()}))
+    return images
+
+
+def image_for(images: Sequence["_Image"], model: str) -> "_Image":
+    """A slot's image: the first made for its model (MC60 and MC20 share one), else the
+    first (its flash then ends as error ``image_model``)."""
+    return next((i for i in images if model in i.info.candidates), images[0])
 
 
 @dataclass(frozen=True)
