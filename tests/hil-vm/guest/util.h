@@ -60,6 +60,7 @@ struct toggler {
     int level;             /* level after the last toggle */
     int n;                 /* toggles done */
     int64_t *t_ns;         /* [count_before + count_after] write-start times */
+    int64_t *t_post_ns;    /* write-end times: the second half of t_ns's allocation */
     int errors;
     pthread_t thread;
 };
