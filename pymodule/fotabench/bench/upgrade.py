@@ -331,9 +331,11 @@ class Upgrade:
         """The slot's faults (docs/stations.md): server faults for the package server,
         power cuts for the bench to make; the board's own (attach_fail...) were given
         to the virtual module when the Dut started it."""
-        from .station import parse_fault
         server: list[Any] = []
         cuts: list[dict[str, Any]] = []
+        if not specs:
+            return server, cuts      # no faults: no need to import the station parser
+        from .station import parse_fault
         for spec in specs:
             name = spec.replace(":", "=", 1).partition("=")[0].strip().replace("-", "_")
             if name in BOARD_FAULTS:
