@@ -8,7 +8,10 @@ board programs, server connections, threads).
 
     bench/soak.py --count 200 --fast --seed 1
 
-Exit 0 when there was no hang, no wrong outcome and no fd growth.
+Exit 0 when there was no hang, no wrong outcome, every fault kind ran, and fds, RSS and
+threads were flat after the warm-up (``--warmup`` upgrades): fds and threads back where
+they were, RSS growing by at most ``--rss-limit-kb`` per upgrade (least squares over
+the rounds). ``--tracemalloc`` prints where Python's allocations grew.
 """
 from __future__ import annotations
 
@@ -19,9 +22,11 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from fotabench import Bench, Package
 from fotabench.bench.config import SlotSpec, StationSpec, Timeouts, VirtualSpec
@@ -38,6 +43,13 @@ KINDS = {
     "power_cut": (("power_cut:at=40%",), None, ("error", "power")),
     "bad_package": ((), None, ("fail", "upgrade_failed")),
 }
+
+
+#: RSS growth per upgrade (after warm-up, least squares over the rounds) still called
+#: flat. The allocator's high-water mark moves in steps (arenas, fragmentation): a few
+#: hundred kB over a soak is noise, a leak of one upgrade's objects (a timeline, a Dut:
+#: tens of kB each) is 10-100 kB per upgrade.
+RSS_LIMIT_KB = 5.0
 
 
 def fds() -> int:
@@ -60,6 +72,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fast", action="store_true", help="no boot timing (virtual modules)")
     ap.add_argument("--deadline", type=float, default=120.0,
                     help="seconds after which a slot still running counts as a hang")
+    ap.add_argument("--warmup", type=int, default=50,
+                    help="upgrades before the fd and RSS slopes are measured (imports, "
+                         "caches, pymalloc arenas settle)")
+    ap.add_argument("--rss-limit-kb", type=float, default=RSS_LIMIT_KB,
+                    help="RSS growth per upgrade after warm-up still called flat")
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="trace Python allocations: print the biggest growths between the "
+                         "end of warm-up and the end (slow: for hunting a leak)")
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
     work = Path(tempfile.mkdtemp(prefix="fbsoak"))
@@ -75,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     wrong: list[str] = []
     kinds_seen: Counter[str] = Counter()
     samples: list[tuple[int, int, int, int]] = []   # (upgrades, fds, rss kB, threads)
+    if args.tracemalloc:
+        tracemalloc.start(8)
+    snaps: list[Any] = []
     t0 = time.monotonic()
     base = (fds(), rss_kb(), threading.active_count())
     order = list(KINDS)
@@ -82,17 +105,37 @@ def main(argv: list[str] | None = None) -> int:
                   db="none").start()
     try:
         loop(args, rng, bench, order, pkg, bad, timing, hangs, wrong, kinds_seen, samples,
-             t0)
+             t0, snaps)
+        if args.tracemalloc:
+            snaps.append(tracemalloc.take_snapshot())
     finally:
         bench.close()
     done = samples[-1][0] if samples else 0
     rounds = len(samples)
-    report(args, done, rounds, t0, kinds_seen, hangs, wrong, samples, base)
-    ok = not hangs and not wrong and samples and samples[-1][1] <= samples[0][1]
+    flat = report(args, done, rounds, t0, kinds_seen, hangs, wrong, samples, base)
+    if args.tracemalloc and len(snaps) == 2:
+        print(f"\nPython allocations grown from upgrade {args.warmup} to the end "
+              "(tracemalloc, top 15 places):")
+        keep = [tracemalloc.Filter(False, tracemalloc.__file__)]
+        diff = snaps[1].filter_traces(keep).compare_to(snaps[0].filter_traces(keep), "lineno")
+        for st in diff[:15]:
+            print(f"  {st.size_diff / 1024:+9.1f} kB {st.count_diff:+7d} blocks  "
+                  f"{st.traceback[0].filename}:{st.traceback[0].lineno}")
+    ok = not hangs and not wrong and flat and all(kinds_seen[k] for k in KINDS)
     return 0 if ok else 1
 
 
-def loop(args, rng, bench, order, pkg, bad, timing, hangs, wrong, kinds_seen, samples, t0):
+def slope(points: list[tuple[int, int]]) -> float:
+    """Least-squares growth per upgrade of (upgrades, value) points."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
+
+
+def loop(args, rng, bench, order, pkg, bad, timing, hangs, wrong, kinds_seen, samples, t0,
+         snaps):
     done = rounds = 0
     while True:
         if args.minutes is not None:
@@ -136,6 +179,8 @@ def loop(args, rng, bench, order, pkg, bad, timing, hangs, wrong, kinds_seen, sa
                 print(f"  WRONG {wrong[-1]}", flush=True)
         done += n
         samples.append((done, fds(), rss_kb(), threading.active_count()))
+        if args.tracemalloc and not snaps and done >= args.warmup:
+            snaps.append(tracemalloc.take_snapshot())
         print(f"{done:5d} upgrades  {time.monotonic() - t0:7.1f} s  fds {samples[-1][1]:4d}  "
               f"RSS {samples[-1][2] / 1024:6.1f} MB  threads {samples[-1][3]:3d}  "
               f"hangs {len(hangs)}  wrong {len(wrong)}", flush=True)
@@ -150,17 +195,46 @@ def report(args, done, rounds, t0, kinds_seen, hangs, wrong, samples, base):
     print(f"wrong outcomes: {len(wrong)}")
     for w in wrong:
         print(f"  {w}")
+    flat = False
     if samples:
-        # growth from the end of the first round (imports and caches warmed up) to the end
         first, last = samples[0], samples[-1]
-        print(f"fds: before {base[0]}, after round 1 {first[1]}, at the end {last[1]} "
-              f"(growth {last[1] - first[1]:+d})")
+        print(f"fds: before {base[0]}, after round 1 {first[1]}, at the end {last[1]}")
         print(f"RSS: before {base[1] / 1024:.1f} MB, after round 1 {first[2] / 1024:.1f} MB, "
-              f"at the end {last[2] / 1024:.1f} MB (growth {(last[2] - first[2]) / 1024:+.1f} MB)")
+              f"at the end {last[2] / 1024:.1f} MB")
         print(f"threads: before {base[2]}, at the end {last[3]}")
+        # Flat or not: the slope per upgrade after warm-up (imports, caches and the
+        # allocator's arenas settle in the first rounds), least squares over the rounds.
+        after = [s for s in samples if s[0] >= args.warmup]
+        if len(after) < 3:
+            print(f"flat: not judged: fewer than 3 rounds after the warm-up of "
+                  f"{args.warmup} upgrades (run more: --count)")
+        else:
+            fd_slope = slope([(s[0], s[1]) for s in after])
+            rss_slope = slope([(s[0], s[2]) for s in after])
+            # fds and threads: a round can end with a server thread (and its socket)
+            # still finishing a transfer the module gave up on (a stall), so compare the
+            # floors of the two halves: a leak raises the floor.
+            half = len(after) // 2
+            fd_floor = (min(s[1] for s in after[:half]), min(s[1] for s in after[half:]))
+            th_floor = (min(s[3] for s in after[:half]), min(s[3] for s in after[half:]))
+            fds_flat = fd_floor[1] <= fd_floor[0]
+            threads_flat = th_floor[1] <= th_floor[0]
+            rss_flat = rss_slope <= args.rss_limit_kb
+            flat = fds_flat and rss_flat and threads_flat
+            print(f"after warm-up (upgrades {after[0][0]}..{after[-1][0]}, {len(after)} "
+                  f"rounds):")
+            print(f"  fds     floor {fd_floor[0]} then {fd_floor[1]} (range "
+                  f"{min(s[1] for s in after)}..{max(s[1] for s in after)}, slope "
+                  f"{fd_slope:+.3f}/upgrade): {'FLAT' if fds_flat else 'GROWING'}")
+            print(f"  RSS     {after[0][2] / 1024:.1f} -> {after[-1][2] / 1024:.1f} MB, slope "
+                  f"{rss_slope:+.2f} kB/upgrade (flat: <= {args.rss_limit_kb:g}): "
+                  f"{'FLAT' if rss_flat else 'GROWING'}")
+            print(f"  threads floor {th_floor[0]} then {th_floor[1]}: "
+                  f"{'FLAT' if threads_flat else 'GROWING'}")
     missing = [k for k in KINDS if kinds_seen[k] == 0]
     if missing:
         print(f"kinds never run: {', '.join(missing)}")
+    return flat
 
 
 if __name__ == "__main__":

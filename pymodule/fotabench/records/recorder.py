@@ -92,8 +92,10 @@ class Recorder:
     def add(self, record: Record) -> None:
         """Durable in the run directory when this returns (RecordWriteError otherwise),
         and in the database unless it is unavailable (then kept pending)."""
+        # Not under our lock: the run writer is thread-safe and its durable write (two
+        # fsyncs) must not queue the other slots' records behind this one.
+        self.run.add(record)
         with self._lock:
-            self.run.add(record)
             if self._db_target is None:
                 return
             was = len(self.pending)
