@@ -80,6 +80,7 @@ class SlotJob:
         self.upgrade: Optional[Upgrade] = None
         self._bench = bench
         self._cancel_cause: Optional[str] = None
+        self.started_ns = now_ns()
         self._lock = threading.Lock()
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._main, name=f"fotabench-slot-{slot.name}")
@@ -289,11 +290,29 @@ class Bench:
         with self._lock:
             if self.busy(slot):
                 raise SlotBusyError(f"slot {slot} is still upgrading")
+            self._forget_server_records(slot)
             job = SlotJob(self, spec, pkg, serial, retry)
             self._jobs[slot] = job
             self._job_count += 1
             job.number = self._job_count  # type: ignore[attr-defined]
         return job.start()
+
+    def _forget_server_records(self, slot: str) -> None:
+        """The shared server keeps a record per request; a station that runs for days
+        must not keep them all (the soak's RSS grew with them). When a slot starts
+        again its earlier upgrades have ended and their results hold their transfers:
+        its records go, and the records that name no module (connection faults) from
+        before every running slot started."""
+        from .upgrade import module_name
+        if self.server is None:
+            return
+        running = [j for j in self._jobs.values() if not j.done()]
+        oldest = min((j.started_ns for j in running), default=now_ns())
+        # (two slot names may make one module name: never a running slot's)
+        mine = None if any(module_name(j.slot) == module_name(slot) for j in running) \
+            else module_name(slot)
+        self.server.forget_records(lambda r: (mine is not None and r.module == mine) or (
+            r.module is None and r.end_ns < oldest))
 
     def cancel(self, cause: str = "cancelled") -> None:
         """Stop every running slot promptly (each: error ``cause``)."""
