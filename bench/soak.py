@@ -16,6 +16,8 @@ the rounds). ``--tracemalloc`` prints where Python's allocations grew.
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import os
 import random
 import sys
@@ -56,6 +58,16 @@ def fds() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
+def trim_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc malloc_trim), so RSS
+    measures what is live rather than the allocator's high-water marks: every slot
+    runs on a new thread, and glibc's per-thread arenas keep freed memory."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def rss_kb() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -77,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
                          "caches, pymalloc arenas settle)")
     ap.add_argument("--rss-limit-kb", type=float, default=RSS_LIMIT_KB,
                     help="RSS growth per upgrade after warm-up still called flat")
+    ap.add_argument("--no-trim", dest="trim", action="store_false",
+                    help="measure RSS without first giving the C heap's free memory back "
+                         "(malloc_trim)")
     ap.add_argument("--tracemalloc", action="store_true",
                     help="trace Python allocations: print the biggest growths between the "
                          "end of warm-up and the end (slow: for hunting a leak)")
@@ -94,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     hangs: list[str] = []
     wrong: list[str] = []
     kinds_seen: Counter[str] = Counter()
-    samples: list[tuple[int, int, int, int]] = []   # (upgrades, fds, rss kB, threads)
+    # (upgrades, fds, RSS kB, threads, RSS kB before the heap was trimmed)
+    samples: list[tuple[int, int, int, int, int]] = []
     if args.tracemalloc:
         tracemalloc.start(8)
     snaps: list[Any] = []
@@ -178,11 +194,16 @@ def loop(args, rng, bench, order, pkg, bad, timing, hangs, wrong, kinds_seen, sa
                              f"{res.reason.splitlines()[0] if res else ''}")
                 print(f"  WRONG {wrong[-1]}", flush=True)
         done += n
-        samples.append((done, fds(), rss_kb(), threading.active_count()))
+        raw = rss_kb()
+        if args.trim:
+            trim_heap()
+        samples.append((done, fds(), rss_kb(), threading.active_count(), raw))
         if args.tracemalloc and not snaps and done >= args.warmup:
             snaps.append(tracemalloc.take_snapshot())
         print(f"{done:5d} upgrades  {time.monotonic() - t0:7.1f} s  fds {samples[-1][1]:4d}  "
-              f"RSS {samples[-1][2] / 1024:6.1f} MB  threads {samples[-1][3]:3d}  "
+              f"RSS {samples[-1][2] / 1024:6.1f} MB"
+              + (f" ({raw / 1024:.1f} before trim)" if args.trim else "")
+              + f"  threads {samples[-1][3]:3d}  "
               f"hangs {len(hangs)}  wrong {len(wrong)}", flush=True)
 
 

@@ -187,6 +187,25 @@ def test_a_slot_upgraded_again_and_again_leaves_nothing_behind(v2, tmp_path):
         assert counts[-1][1:] == (1, 0, 0), counts
 
 
+def test_bench_run_starts_every_slot_thread_before_any_slot_runs(tmp_path, v2, monkeypatch):
+    """Bench.run starts all the slots' threads first, then lets them go: a slot busy
+    starting its module must not delay the start of the next (64 slots queued for
+    the GIL at each Thread.start)."""
+    names = [f"s{i}" for i in range(8)]
+    seen = []
+
+    def run_slot(self, job):
+        # what had been started when this slot began
+        seen.append(sum(1 for n in names if n in self._jobs and self._jobs[n]._thread.ident))
+        return self._error_result(job, "dut", "not run in this test", 0, 0.0)
+
+    monkeypatch.setattr(Bench, "_run_slot", run_slot)
+    with Bench(station(*(vslot(n) for n in names)), out_dir=tmp_path, db="none") as b:
+        run = b.run(v2, progress=False)
+    assert sorted(run.results) == names
+    assert seen == [len(names)] * len(names)
+
+
 def test_bench_forgets_server_records_only_of_ended_upgrades(tmp_path):
     """When a slot starts again, its earlier records and the module-less records
     (connection faults) from before every running slot started go; a running slot's
