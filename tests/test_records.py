@@ -234,6 +234,29 @@ def test_records_from_many_threads_are_written_at_once_and_all_listed(tmp_path, 
     assert {r.id for r in Run.open(tmp_path / "run").records} == {r.id for r in recs}
 
 
+def test_run_writer_keeps_no_record_objects(tmp_path):
+    """A station adds records for days: the writer keeps each record's index line and
+    test case, not the Record (the soak's RSS grew with them); it reads them back."""
+    import gc
+
+    def live():
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is Record)
+
+    before = live()
+    w = RunWriter(tmp_path / "run", station="s", index_interval_s=0)
+    ids = []
+    for i in range(5):
+        r = make_record(i, run_id=w.run_id)
+        ids.append(r.id)
+        w.add(r)
+    del r
+    assert live() == before
+    assert [r.id for r in w.records] == ids and len(w) == 5
+    w.close()
+    assert live() == before
+
+
 def test_run_index_encodes_each_record_once(tmp_path, monkeypatch):
     """run.json is rewritten as records come: a rewrite must not encode every record
     again (a long run's rewrites grew with its records, in Python, under the GIL)."""

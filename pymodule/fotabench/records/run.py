@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 from .. import __version__
+from .junit import JunitCase, junit_case, junit_document
 from .record import Record, RecordError, canonical_json, utc_now
 
 __all__ = ["RUN_FORMAT", "RUN_VERSION", "Run", "RunDirError", "RunWriter", "RecordWriteError",
@@ -120,12 +121,14 @@ class RunWriter:
         self.index_interval_s = index_interval_s
         self.openhtf = openhtf
         self.problems: list[str] = []
-        self.records: list[Record] = []
         self._ids: dict[str, str] = {}
-        # Each record's line in run.json, encoded once: a rewrite joins them rather than
-        # encoding every record again (json's indent= runs in pure Python and holds the
-        # GIL: a 64-slot station spent its end doing it, a soak grew with it).
-        self._lines: dict[str, str] = {}
+        # What the index needs of each record, made once when it is added: its line in
+        # run.json and its junit test case. A rewrite joins them rather than encoding
+        # every record again (json's indent= runs in pure Python under the GIL: a
+        # 64-slot station spent its end doing it), and the Record objects themselves are
+        # not kept (a station runs for days: the soak's RSS grew with them); ``records``
+        # reads them back from records/.
+        self._entries: list[tuple[int, str, JunitCase]] = []    # (seq, line, case)
         self._writing: dict[str, str] = {}      # id -> digest, being written
         # Records come from many slots' threads at once: ids, the list and the index
         # under this lock, the durable write (two fsyncs) outside it, so concurrent
@@ -146,8 +149,8 @@ class RunWriter:
             run = Run.open(self.path)
             self.meta = dict(run.meta)
             self.problems = list(run.meta.get("problems", []))
-            for rec in run.records:
-                self._keep(rec)
+            for seq, rec in enumerate(run.records):
+                self._keep(rec, seq)
         else:
             self.meta = {
                 "format": RUN_FORMAT, "version": RUN_VERSION,
@@ -160,7 +163,7 @@ class RunWriter:
             }
             self._write_index()
         self.run_id: str = self.meta["run_id"]
-        self._seq = len(self.records)
+        self._seq = len(self._entries)
 
     # --- layout -------------------------------------------------------------------
     def log_dir(self, slot: str, attempt: int = 1) -> Path:
@@ -177,10 +180,21 @@ class RunWriter:
         return Path(path).resolve().relative_to(self.path.resolve()).as_posix()
 
     # --- writing ------------------------------------------------------------------
-    def _keep(self, record: Record) -> None:
-        self.records.append(record)
+    def _keep(self, record: Record, seq: int) -> None:
         self._ids[record.id] = record.digest
-        self._lines[record.id] = json.dumps(record.to_dict(), ensure_ascii=False)
+        self._entries.append((seq, json.dumps(record.to_dict(), ensure_ascii=False),
+                              junit_case(record, str(self.meta.get("station", "station")))))
+        self._entries.sort(key=lambda e: e[0])   # in the order of the records/ files
+
+    @property
+    def records(self) -> list[Record]:
+        """Every record of the run, read back from records/ (in their order)."""
+        with self._lock:
+            ids = set(self._ids)
+        return [r for r in Run.open(self.path, check_schema=False).records if r.id in ids]
+
+    def __len__(self) -> int:
+        return len(self._ids)
 
     def add(self, record: Record) -> bool:
         """Make ``record`` durable in the run. True when it was added, False when the run
@@ -200,7 +214,8 @@ class RunWriter:
                                       f"{record.id}: a record is written once")
                 return False
             self._writing[record.id] = record.digest
-            name = f"{self._seq:06d}-{record.id}.json"
+            seq = self._seq
+            name = f"{seq:06d}-{record.id}.json"
             self._seq += 1
         target = self.path / "records" / name
         try:
@@ -217,7 +232,7 @@ class RunWriter:
             raise RecordWriteError(msg + "; the run is marked incomplete") from None
         with self._lock:
             del self._writing[record.id]
-            self._keep(record)
+            self._keep(record, seq)
             self._dirty = True
             if time.monotonic() - self._last_index >= self.index_interval_s:
                 self._try_index()
@@ -234,7 +249,6 @@ class RunWriter:
             self.meta["status"] = "incomplete"
 
     def _write_index(self) -> None:
-        from .junit import junit_xml
         with self._lock:
             self.meta["problems"] = list(self.problems)
             if self.problems and self.meta.get("status") != "closed":
@@ -242,11 +256,12 @@ class RunWriter:
             # The metadata indented, each record on one line (encoded once, in _keep).
             head = json.dumps({k: v for k, v in self.meta.items() if k != "records"},
                               indent=1, ensure_ascii=False)     # "{\n ...\n}"
-            listed = ("[\n  " + ",\n  ".join(self._lines[r.id] for r in self.records)
-                      + "\n ]") if self.records else "[]"
+            listed = ("[\n  " + ",\n  ".join(e[1] for e in self._entries)
+                      + "\n ]") if self._entries else "[]"
             text = f'{head[:-2]},\n "records": {listed}\n}}'
             write_atomic(self.path / "run.json", text.encode("utf-8") + b"\n")
-            write_atomic(self.path / "junit.xml", junit_xml(self.meta, self.records))
+            write_atomic(self.path / "junit.xml",
+                         junit_document(self.meta, [e[2] for e in self._entries]))
             self._last_index = time.monotonic()
             self._dirty = False
 
