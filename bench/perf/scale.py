@@ -4,7 +4,11 @@
 once from one package server. Prints, per link rate, the wall time relative to N = 1
 (measured in the same run), the bench's own CPU (this process: its threads, not the
 board programs) per module as a percentage of one core over the run, and the bench
-process's peak RSS. Each configuration runs in a fresh process so peak RSS is its own.
+process's peak RSS. Then the board programs' CPU (every virtual module: board and
+module process) and how much of the host's cores bench and boards used together over the
+run (near 100 %: the machine, not the bench, sets the pace), and where the time went:
+each phase's median and longest time over the slots. Each configuration runs in a fresh
+process so peak RSS is its own.
 
 Targets (issue 11): at 50 kbit/s, N = 64 within 1.1x the time of N = 1, and under 2 %
 of a core per module.
