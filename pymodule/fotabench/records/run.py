@@ -196,6 +196,13 @@ class RunWriter:
     def __len__(self) -> int:
         return len(self._ids)
 
+    @property
+    def index_bytes(self) -> int:
+        """What the writer holds in memory for the index (every record's run.json line
+        and JUnit case), in bytes of text: it grows with the run, by design."""
+        with self._lock:
+            return sum(len(line) + len(case.xml) for _, line, case in self._entries)
+
     def add(self, record: Record) -> bool:
         """Make ``record`` durable in the run. True when it was added, False when the run
         already had it (same id and digest: adding is idempotent). RecordError when the
