@@ -16,6 +16,7 @@ disk) leaves no partial record and raises :class:`RecordWriteError`; run.json th
 """
 from __future__ import annotations
 
+import bisect
 import errno
 import json
 import os
@@ -150,7 +151,7 @@ class RunWriter:
             self.meta = dict(run.meta)
             self.problems = list(run.meta.get("problems", []))
             for seq, rec in enumerate(run.records):
-                self._keep(rec, seq)
+                self._keep(rec, self._entry(rec, seq))
         else:
             self.meta = {
                 "format": RUN_FORMAT, "version": RUN_VERSION,
@@ -180,11 +181,14 @@ class RunWriter:
         return Path(path).resolve().relative_to(self.path.resolve()).as_posix()
 
     # --- writing ------------------------------------------------------------------
-    def _keep(self, record: Record, seq: int) -> None:
+    def _entry(self, record: Record, seq: int) -> tuple[int, str, JunitCase]:
+        return (seq, json.dumps(record.to_dict(), ensure_ascii=False),
+                junit_case(record, str(self.meta.get("station", "station"))))
+
+    def _keep(self, record: Record, entry: tuple[int, str, JunitCase]) -> None:
         self._ids[record.id] = record.digest
-        self._entries.append((seq, json.dumps(record.to_dict(), ensure_ascii=False),
-                              junit_case(record, str(self.meta.get("station", "station")))))
-        self._entries.sort(key=lambda e: e[0])   # in the order of the records/ files
+        # in the order of the records/ files (concurrent adds may end out of order)
+        bisect.insort(self._entries, entry, key=lambda e: e[0])
 
     @property
     def records(self) -> list[Record]:
@@ -237,9 +241,10 @@ class RunWriter:
                 self.meta["status"] = "incomplete"
                 self._try_index()
             raise RecordWriteError(msg + "; the run is marked incomplete") from None
+        entry = self._entry(record, seq)     # outside the lock too
         with self._lock:
             del self._writing[record.id]
-            self._keep(record, seq)
+            self._keep(record, entry)
             self._dirty = True
             if time.monotonic() - self._last_index >= self.index_interval_s:
                 self._try_index()
