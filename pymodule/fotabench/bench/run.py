@@ -457,6 +457,8 @@ class Bench:
     def _job_ended(self, job: SlotJob) -> None:
         with self._done_cv:
             self._done_cv.notify_all()
+        _trim_heap()
+
 
     # -- all at once ---------------------------------------------------------------------------
     def run(self, package: Union[PathLike, Mapping[str, PathLike]], *, slots: Optional[Sequence[str]] = None,
@@ -550,6 +552,26 @@ class Bench:
         busy = [s for s in self._jobs if self.busy(s)]
         return (f"<Bench {self.station.name}: {len(self.station.slots)} slots, "
                 f"{len(busy)} running; run dir {self.run_dir}>")
+
+
+def _trim_heap() -> None:
+    """Give the C heap's free memory back to the system (glibc's malloc_trim) when a job
+    ends: glibc keeps what an upgrade freed in its heaps (a soak's RSS rose 60-90 kB per
+    upgrade while what was live stayed flat), and a station runs for days. A few ms,
+    outside the GIL (ctypes releases it)."""
+    trim = _MALLOC_TRIM[0]
+    if trim is None:
+        try:
+            trim = ctypes.CDLL(None).malloc_trim if sys.platform.startswith("linux") \
+                else False
+        except (OSError, AttributeError):   # not glibc: nothing to trim
+            trim = False
+        _MALLOC_TRIM[0] = trim
+    if trim:
+        trim(0)
+
+
+_MALLOC_TRIM: list[Any] = [None]     # glibc's malloc_trim, once looked up
 
 
 class _Cancelled(Exception):
