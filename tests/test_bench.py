@@ -158,6 +158,84 @@ def test_start_slot_busy_cancel_and_stop_on_failure(v2, tmp_path):
     assert not board_pids()
 
 
+def test_a_slot_upgraded_again_and_again_leaves_nothing_behind(v2, tmp_path):
+    """A station runs for days on one Bench: upgrading a slot again must not keep the
+    earlier upgrades alive (their Upgrade, Dut, timeline) nor let the shared server's
+    request records grow. Counted objects, not timing."""
+    import gc
+
+    from fotabench.bench.upgrade import Upgrade, UpgradeResult
+    from fotabench.timeline import Timeline
+
+    def live(cls):
+        gc.collect()
+        return sum(1 for o in gc.get_objects() if type(o) is cls)
+
+    counts = []
+    with Bench(station(vslot("a")), out_dir=tmp_path, db="none") as b:
+        for _ in range(4):
+            res = b.start_slot("a", v2).wait(120)
+            assert res is not None and res.ok, res
+            del res
+            counts.append((len(b.server.records), live(UpgradeResult), live(Upgrade),
+                           live(Timeline)))
+        # The server served each upgrade (a complete transfer) but keeps only the
+        # last one's records; one result is kept (the slot's last), no Upgrade, no
+        # timeline.
+        assert all(c[0] >= 1 for c in counts), counts
+        assert counts[-1] == counts[1], counts
+        assert counts[-1][1:] == (1, 0, 0), counts
+
+
+def test_bench_run_starts_every_slot_thread_before_any_slot_runs(tmp_path, v2, monkeypatch):
+    """Bench.run starts all the slots' threads first, then lets them go: a slot busy
+    starting its module must not delay the start of the next (64 slots queued for
+    the GIL at each Thread.start)."""
+    names = [f"s{i}" for i in range(8)]
+    seen = []
+
+    def run_slot(self, job):
+        # what had been started when this slot began
+        seen.append(sum(1 for n in names if n in self._jobs and self._jobs[n]._thread.ident))
+        return self._error_result(job, "dut", "not run in this test", 0, 0.0)
+
+    monkeypatch.setattr(Bench, "_run_slot", run_slot)
+    with Bench(station(*(vslot(n) for n in names)), out_dir=tmp_path, db="none") as b:
+        run = b.run(v2, progress=False)
+    assert sorted(run.results) == names
+    assert seen == [len(names)] * len(names)
+
+
+def test_bench_forgets_server_records_only_of_ended_upgrades(tmp_path):
+    """When a slot starts again, its earlier records and the module-less records
+    (connection faults) from before every running slot started go; a running slot's
+    stay. The policy itself, with records made here."""
+    from fotabench.server import PackageServer
+    from fotabench.server.records import RequestRecord
+
+    class Running:
+        def __init__(self, slot, started_ns):
+            self.slot, self.started_ns = slot, started_ns
+
+        def done(self):
+            return False
+
+    b = Bench(station(vslot("a"), vslot("b")), out_dir=tmp_path, db="none")
+    b.server = PackageServer([], http=0, ftp=None).start()
+    try:
+        def rec(module, start, end):
+            return RequestRecord("http", "127.0.0.1", 1, start, end, module=module)
+
+        keep = [rec("b", 150, 160), rec(None, 150, 170), rec("c", 10, 20)]
+        for r in [rec("a", 10, 20), rec("a", 30, 40), rec(None, 10, 90)] + keep:
+            b.server.log.add(r)
+        b._jobs["b"] = Running("b", 100)     # b runs since t=100
+        b._forget_server_records("a")
+        assert b.server.records == keep
+    finally:
+        b.server.stop()
+
+
 def test_bench_errors(tmp_path, v2):
     with pytest.raises(BenchError, match="no slot 'x'"):
         Bench(station(vslot("a")), out_dir=tmp_path, db="none").start_slot("x", v2)

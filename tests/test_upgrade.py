@@ -406,3 +406,53 @@ def test_a_shared_server_serves_each_app_by_its_content(agents):
     assert up.ok and down.ok, (up.reason, down.reason)
     assert up.url != down.url and up.package_md5 != down.package_md5
     assert len(served) == 2 and f"fw_{down.package_md5[:12]}.bin" in served
+
+
+def test_slots_serving_one_package_at_once_on_a_shared_server_all_get_a_url(tmp_path):
+    """A station's slots reach "serve" together and each serves the same package by
+    name on the one server. Forced interleaving: every slot is inside add_package at
+    once (a barrier), i.e. past any check made before it; none may be refused (the
+    check-then-add this replaced ended a 64-slot run's slot as error "server": 'a
+    package named ... is already served')."""
+    from types import SimpleNamespace
+
+    from fotabench.checksum import md5_file
+    n = 4
+    pkg = tmp_path / "agent_v2.pkg"
+    pkg.write_bytes(os.urandom(5000))
+    md5 = md5_file(pkg)
+
+    def fake_dut(name):
+        modem = SimpleNamespace(add_urc=lambda prefix: None,
+                                port=SimpleNamespace(log_path=None))
+        return SimpleNamespace(name=name, model="M66", timeline=None, modem=modem)
+
+    ups = [Upgrade(fake_dut(f"s{i}"), pkg, events=EventBus()) for i in range(n)]
+    for up in ups:
+        up._pkg = {"path": pkg, "size": 5000, "md5": md5, "ok": True, "note": ""}
+    with PackageServer([], ftp=None) as srv:
+        gate = threading.Barrier(n, timeout=20)
+        real = srv.add_package
+
+        def add_package(*a, **kw):
+            gate.wait()
+            return real(*a, **kw)
+
+        srv.add_package = add_package
+        urls, errors = {}, []
+
+        def serve(up):
+            try:
+                urls[up.dut.name] = up._served_url(srv)
+            except BaseException as e:  # noqa: BLE001 - asserted below
+                errors.append(e)
+
+        threads = [threading.Thread(target=serve, args=(up,)) for up in ups]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == [] and not gate.broken
+        assert srv.packages == ["agent_v2.pkg"]
+        assert sorted(urls) == [f"s{i}" for i in range(n)]
+        assert all(u.endswith(f"/m/{name}/agent_v2.pkg") for name, u in urls.items())

@@ -248,6 +248,12 @@ def _error(cause: str, reason: str) -> _Verdict:
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
+def module_name(dut_name: str) -> str:
+    """The name a module's URLs carry (``/m/NAME/...``), so the server's records say
+    which module fetched: the Dut's name made safe for a path."""
+    return _SAFE.sub("_", dut_name)[:32] or "dut"
+
+
 class Upgrade:
     """One upgrade of ``dut`` to ``package_or_app`` (a FOTA package, or an app image
     packaged on the fly; with a "raw" dialect, any file).
@@ -308,7 +314,7 @@ class Upgrade:
         self.log_dir = None if log_dir is None else Path(log_dir)
         self.wdt_timeout = wdt_timeout
         self.workdir = None if workdir is None else Path(workdir)
-        self.module_name = _SAFE.sub("_", dut.name)[:32] or "dut"
+        self.module_name = module_name(dut.name)
         if faults is None and slot is not None and slot.virtual is not None:
             faults = slot.virtual.faults
         self._server_faults, self._power_cuts = self._parse_faults(faults or ())
@@ -331,9 +337,11 @@ class Upgrade:
         """The slot's faults (docs/stations.md): server faults for the package server,
         power cuts for the bench to make; the board's own (attach_fail...) were given
         to the virtual module when the Dut started it."""
-        from .station import parse_fault
         server: list[Any] = []
         cuts: list[dict[str, Any]] = []
+        if not specs:
+            return server, cuts      # no faults: no need to import the station parser
+        from .station import parse_fault
         for spec in specs:
             name = spec.replace(":", "=", 1).partition("=")[0].strip().replace("-", "_")
             if name in BOARD_FAULTS:

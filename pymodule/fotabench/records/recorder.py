@@ -48,6 +48,9 @@ class Recorder:
         self.last_db_error: Optional[str] = None
         self._next_try = 0.0
         self.pending: list[str] = self._load_pending()
+        # The pending records themselves (the run writer keeps no Record objects);
+        # those of a resumed run are read back from its records/ when first needed.
+        self._held: dict[str, Record] = {}
         if isinstance(db, Database):
             self.db, self._db_target = db, db.target
         elif db is not None:
@@ -92,12 +95,15 @@ class Recorder:
     def add(self, record: Record) -> None:
         """Durable in the run directory when this returns (RecordWriteError otherwise),
         and in the database unless it is unavailable (then kept pending)."""
+        # Not under our lock: the run writer is thread-safe and its durable write (two
+        # fsyncs) must not queue the other slots' records behind this one.
+        self.run.add(record)
         with self._lock:
-            self.run.add(record)
             if self._db_target is None:
                 return
             was = len(self.pending)
             self.pending.append(record.id)
+            self._held[record.id] = record
             self._flush_locked(force=False)
             if self.pending and len(self.pending) != was:
                 self._save_pending()
@@ -120,16 +126,19 @@ class Recorder:
             self._note()
             return
         assert self.db is not None
-        by_id = {r.id: r for r in self.run.records}
+        if any(rid not in self._held for rid in self.pending):
+            want = set(self.pending)
+            self._held.update({r.id: r for r in self.run.records if r.id in want})
         while self.pending:
             rid = self.pending[0]
             try:
-                self.db.add(by_id[rid])
+                self.db.add(self._held[rid])
             except DatabaseUnavailable as e:
                 self._fail(e)
                 self._note()
                 break
             self.pending.pop(0)
+            self._held.pop(rid, None)
         if had:
             self._save_pending()
             self._note()

@@ -16,16 +16,19 @@ disk) leaves no partial record and raises :class:`RecordWriteError`; run.json th
 """
 from __future__ import annotations
 
+import bisect
 import errno
 import json
 import os
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Union
 
 from .. import __version__
+from .junit import JunitCase, junit_case, junit_document
 from .record import Record, RecordError, canonical_json, utc_now
 
 __all__ = ["RUN_FORMAT", "RUN_VERSION", "Run", "RunDirError", "RunWriter", "RecordWriteError",
@@ -119,8 +122,19 @@ class RunWriter:
         self.index_interval_s = index_interval_s
         self.openhtf = openhtf
         self.problems: list[str] = []
-        self.records: list[Record] = []
         self._ids: dict[str, str] = {}
+        # What the index needs of each record, made once when it is added: its line in
+        # run.json and its junit test case. A rewrite joins them rather than encoding
+        # every record again (json's indent= runs in pure Python under the GIL: a
+        # 64-slot station spent its end doing it), and the Record objects themselves are
+        # not kept (a station runs for days: the soak's RSS grew with them); ``records``
+        # reads them back from records/.
+        self._entries: list[tuple[int, str, JunitCase]] = []    # (seq, line, case)
+        self._writing: dict[str, str] = {}      # id -> digest, being written
+        # Records come from many slots' threads at once: ids, the list and the index
+        # under this lock, the durable write (two fsyncs) outside it, so concurrent
+        # writes share the file system's commits instead of queueing.
+        self._lock = threading.RLock()
         self._last_index = 0.0
         self._dirty = False
         self._closed = False
@@ -136,9 +150,8 @@ class RunWriter:
             run = Run.open(self.path)
             self.meta = dict(run.meta)
             self.problems = list(run.meta.get("problems", []))
-            for rec in run.records:
-                self.records.append(rec)
-                self._ids[rec.id] = rec.digest
+            for seq, rec in enumerate(run.records):
+                self._keep(rec, self._entry(rec, seq))
         else:
             self.meta = {
                 "format": RUN_FORMAT, "version": RUN_VERSION,
@@ -151,6 +164,7 @@ class RunWriter:
             }
             self._write_index()
         self.run_id: str = self.meta["run_id"]
+        self._seq = len(self._entries)
 
     # --- layout -------------------------------------------------------------------
     def log_dir(self, slot: str, attempt: int = 1) -> Path:
@@ -167,22 +181,53 @@ class RunWriter:
         return Path(path).resolve().relative_to(self.path.resolve()).as_posix()
 
     # --- writing ------------------------------------------------------------------
+    def _entry(self, record: Record, seq: int) -> tuple[int, str, JunitCase]:
+        return (seq, json.dumps(record.to_dict(), ensure_ascii=False),
+                junit_case(record, str(self.meta.get("station", "station"))))
+
+    def _keep(self, record: Record, entry: tuple[int, str, JunitCase]) -> None:
+        self._ids[record.id] = record.digest
+        # in the order of the records/ files (concurrent adds may end out of order)
+        bisect.insort(self._entries, entry, key=lambda e: e[0])
+
+    @property
+    def records(self) -> list[Record]:
+        """Every record of the run, read back from records/ (in their order)."""
+        with self._lock:
+            ids = set(self._ids)
+        return [r for r in Run.open(self.path, check_schema=False).records if r.id in ids]
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def index_bytes(self) -> int:
+        """What the writer holds in memory for the index (every record's run.json line
+        and JUnit case), in bytes of text: it grows with the run, by design."""
+        with self._lock:
+            return sum(len(line) + len(case.xml) for _, line, case in self._entries)
+
     def add(self, record: Record) -> bool:
         """Make ``record`` durable in the run. True when it was added, False when the run
         already had it (same id and digest: adding is idempotent). RecordError when the
-        run has another record with that id; RecordWriteError when it cannot be written."""
-        if self._closed:
-            raise RecordError(f"run {self.path} is closed")
-        if record.run_id != self.run_id:
-            raise RecordError(f"record {record.id} belongs to run {record.run_id}, not to "
-                              f"{self.run_id} ({self.path})")
-        known = self._ids.get(record.id)
-        if known is not None:
-            if known != record.digest:
-                raise RecordError(f"run {self.path} already has a different record "
-                                  f"{record.id}: a record is written once")
-            return False
-        name = f"{len(self.records):06d}-{record.id}.json"
+        run has another record with that id; RecordWriteError when it cannot be written.
+        Safe to call from several threads at once."""
+        with self._lock:
+            if self._closed:
+                raise RecordError(f"run {self.path} is closed")
+            if record.run_id != self.run_id:
+                raise RecordError(f"record {record.id} belongs to run {record.run_id}, not "
+                                  f"to {self.run_id} ({self.path})")
+            known = self._ids.get(record.id) or self._writing.get(record.id)
+            if known is not None:
+                if known != record.digest:
+                    raise RecordError(f"run {self.path} already has a different record "
+                                      f"{record.id}: a record is written once")
+                return False
+            self._writing[record.id] = record.digest
+            seq = self._seq
+            name = f"{seq:06d}-{record.id}.json"
+            self._seq += 1
         target = self.path / "records" / name
         try:
             write_atomic(target, canonical_json(record.to_dict()) + b"\n",
@@ -190,15 +235,19 @@ class RunWriter:
         except OSError as e:
             msg = (f"record {record.id} (slot {record.slot}, attempt {record.attempt}) was "
                    f"NOT written to {self.path}: {_describe_oserror(e)}")
-            self.problems.append(msg)
-            self.meta["status"] = "incomplete"
-            self._try_index()
+            with self._lock:
+                del self._writing[record.id]
+                self.problems.append(msg)
+                self.meta["status"] = "incomplete"
+                self._try_index()
             raise RecordWriteError(msg + "; the run is marked incomplete") from None
-        self.records.append(record)
-        self._ids[record.id] = record.digest
-        self._dirty = True
-        if time.monotonic() - self._last_index >= self.index_interval_s:
-            self._try_index()
+        entry = self._entry(record, seq)     # outside the lock too
+        with self._lock:
+            del self._writing[record.id]
+            self._keep(record, entry)
+            self._dirty = True
+            if time.monotonic() - self._last_index >= self.index_interval_s:
+                self._try_index()
         return True
 
     def _try_index(self) -> None:
@@ -212,32 +261,43 @@ class RunWriter:
             self.meta["status"] = "incomplete"
 
     def _write_index(self) -> None:
-        from .junit import junit_xml
-        self.meta["problems"] = list(self.problems)
-        if self.problems and self.meta.get("status") != "closed":
-            self.meta["status"] = "incomplete"
-        doc = {**self.meta, "records": [r.to_dict() for r in self.records]}
-        write_atomic(self.path / "run.json",
-                     json.dumps(doc, indent=1, ensure_ascii=False).encode("utf-8") + b"\n")
-        write_atomic(self.path / "junit.xml", junit_xml(self.meta, self.records))
-        self._last_index = time.monotonic()
-        self._dirty = False
+        with self._lock:
+            self.meta["problems"] = list(self.problems)
+            if self.problems and self.meta.get("status") != "closed":
+                self.meta["status"] = "incomplete"
+            # The metadata indented, each record on one line (encoded once, in _keep).
+            head = json.dumps({k: v for k, v in self.meta.items() if k != "records"},
+                              indent=1, ensure_ascii=False)     # "{\n ...\n}"
+            listed = ("[\n  " + ",\n  ".join(e[1] for e in self._entries)
+                      + "\n ]") if self._entries else "[]"
+            text = f'{head[:-2]},\n "records": {listed}\n}}'
+            write_atomic(self.path / "run.json", text.encode("utf-8") + b"\n")
+            write_atomic(self.path / "junit.xml",
+                         junit_document(self.meta, [e[2] for e in self._entries]))
+            self._last_index = time.monotonic()
+            self._dirty = False
 
     def refresh_index(self, *, force: bool = False) -> None:
         """Rewrite run.json and junit.xml now if the index interval has passed (or
         ``force``): after run metadata changed (the database's state, ...)."""
-        if force or time.monotonic() - self._last_index >= self.index_interval_s:
-            self._try_index()
+        with self._lock:
+            if force or time.monotonic() - self._last_index >= self.index_interval_s:
+                self._try_index()
 
     def note_problem(self, message: str) -> None:
         """Something the run must say (a database that kept records back, ...)."""
-        if message not in self.problems:
-            self.problems.append(message)
-            self._dirty = True
+        with self._lock:
+            if message not in self.problems:
+                self.problems.append(message)
+                self._dirty = True
 
     def close(self) -> None:
         """Final run.json, junit.xml and OpenHTF export. Raises RecordWriteError if they
         cannot be written (the records/ files are still there)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._closed:
             return
         self.meta["ended_utc"] = utc_now()

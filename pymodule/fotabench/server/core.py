@@ -315,6 +315,11 @@ class PackageServer:
         """Finished requests, in the order they finished."""
         return self.log.snapshot()
 
+    def forget_records(self, predicate: Callable[[RequestRecord], bool]) -> int:
+        """Drop the finished records ``predicate`` selects (a station that runs for days
+        forgets what its ended upgrades no longer need); returns how many went."""
+        return self.log.discard(predicate)
+
     def wait_for(self, predicate: Callable[[list[RequestRecord]], bool],
                  timeout: Optional[float] = 30.0) -> list[RequestRecord]:
         """Block until ``predicate(records)``; BenchTimeoutError (a TimeoutError) after

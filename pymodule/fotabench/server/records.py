@@ -95,6 +95,14 @@ class RecordLog:
         with self._cond:
             return list(self._records)
 
+    def discard(self, predicate: Callable[[RequestRecord], bool]) -> int:
+        """Drop the records ``predicate`` selects; returns how many went."""
+        with self._cond:
+            keep = [r for r in self._records if not predicate(r)]
+            gone = len(self._records) - len(keep)
+            self._records[:] = keep
+        return gone
+
     def clear(self) -> None:
         with self._cond:
             self._records.clear()
