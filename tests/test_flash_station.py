@@ -219,9 +219,12 @@ def test_power_after_off_is_applied_once_a_slot_is_flashed(apps, da_file, tmp_pa
     assert (on["STATUS"], on["VBAT"]) == (1, 1), on          # booted the new app, left on
     assert "vbat_off" not in on["events"][2:]
     logs = {s: (run.run_dir / "logs" / s / f"{s}.board.log").read_text() for s in ("off", "on")}
-    # The board saw the cut after the flash's reset booted the new app.
+    # The board saw the cut after the flash's reset booted the new app, and "on" saw
+    # none after it. (Not a count against the other slot: the board logs a cut only of
+    # a running module, and whether a module had started before the first cut of the
+    # download mode depends on timing.)
     assert logs["off"].rindex("VBAT cut") > logs["off"].rindex("module powered on")
-    assert logs["on"].count("VBAT cut") == logs["off"].count("VBAT cut") - 1
+    assert logs["on"].rfind("VBAT cut") < logs["on"].rindex("module powered on")
 
 
 def test_classify_by_evidence():
